@@ -1,0 +1,1 @@
+"""Latency, real-time factor and conversion-quality benchmarks."""

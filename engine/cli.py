@@ -1,0 +1,66 @@
+"""The `evc` command: a parser per subcommand, each handler calling library code.
+
+Each package contributes its subcommands through `register(subparsers)` in its own
+`cli.py`, which imports nothing heavy at module level, so `evc --help` and the
+runtime commands never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from engine.errors import EVCError
+
+_REGISTRARS = ("engine.commands", "training.cli", "export.cli", "benchmarks.cli")
+
+_EXTRA_FOR = {"torch": "train", "onnx": "train", "espeakng_loader": "train",
+              "sklearn": "bench", "matplotlib": "bench"}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="evc", description="Real-time streaming emotional voice conversion.")
+    parser.add_argument("--config", default=None,
+                        help="engine configuration YAML (default: engine.yaml of the repository)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _REGISTRARS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def fatal(message: str, code: int = 1) -> int:
+    """Print one line to stderr and return the exit code."""
+    print(f"evc: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EVCError as e:
+        return fatal(str(e))
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        extra = _EXTRA_FOR.get(top)
+        if extra is None:
+            raise
+        return fatal(f"`evc {args.command}` needs the '{extra}' extra: pip install 'evc[{extra}]' (missing {top})")
+    except KeyboardInterrupt:
+        return fatal("interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

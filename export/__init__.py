@@ -1,0 +1,1 @@
+"""PyTorch → ONNX export of the streaming step graph and the emotion encoder."""

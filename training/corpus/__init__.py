@@ -1,0 +1,1 @@
+"""Synthetic ESD-like emotional speech corpus rendered with espeak-ng."""

@@ -1,0 +1,1 @@
+"""Corpus indexing (ESD layout) and PyTorch datasets."""
