@@ -174,7 +174,7 @@ def config_from_dict(data: dict, source: Optional[str] = None) -> EngineConfig:
     """Validated EngineConfig from a parsed YAML mapping."""
     cfg = _build(EngineConfig, data or {}, "")
     try:
-        cfg.spec
+        SignalSpec(**vars(cfg.signal))
     except ValueError as e:
         raise ConfigError(f"signal.{e}") from None
     return dataclasses.replace(cfg, source=source)

@@ -85,7 +85,7 @@ class SignalSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def replace(self, **changes) -> "SignalSpec":
+    def replace(self, **changes) -> SignalSpec:
         return SignalSpec(**{**self.to_dict(), **changes})
 
 

@@ -1,0 +1,124 @@
+"""manifest.json: what an exported model directory holds and the contract it was built for.
+
+Written by export/, read and enforced here. The engine refuses a model whose files do
+not match their sha256 or whose contract differs from engine.yaml, naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import EngineConfig
+from engine.errors import ModelError
+from engine.signal import SignalSpec
+
+FORMAT = "evc-model/1"
+STEP_INPUTS = ("mel", "emotion")
+STEP_OUTPUT = "audio"
+NEXT_SUFFIX = "_next"
+"""A state input `s` of the step graph is returned as output `s + NEXT_SUFFIX`."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple  # ints, or strings naming a dynamic axis
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    file: str
+    sha256: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed manifest; `raw` keeps every field (versions, parameter counts, errors...)."""
+
+    spec: SignalSpec
+    embedding_dim: int
+    emotions: tuple[str, ...]
+    algorithmic_latency_ms: float
+    graphs: dict[str, GraphInfo]
+    state: tuple[TensorInfo, ...]
+    raw: dict
+
+    @property
+    def step(self) -> GraphInfo:
+        return self.graphs["step"]
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tensors(items) -> tuple[TensorInfo, ...]:
+    return tuple(TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in items)
+
+
+def parse_manifest(raw: dict, where: str = "manifest.json") -> Manifest:
+    """Manifest from its JSON mapping; ModelError naming the first missing/bad field."""
+    try:
+        if raw.get("format") != FORMAT:
+            raise ModelError(f"{where}: format {raw.get('format')!r}, expected {FORMAT!r}")
+        graphs = {name: GraphInfo(g["file"], g["sha256"], _tensors(g["inputs"]), _tensors(g["outputs"]))
+                  for name, g in raw["graphs"].items()}
+        if "step" not in graphs or "emotion_encoder" not in graphs:
+            raise ModelError(f"{where}: needs graphs 'step' and 'emotion_encoder'")
+        return Manifest(
+            spec=SignalSpec(**raw["signal"]), embedding_dim=int(raw["embedding_dim"]),
+            emotions=tuple(raw["emotions"]), algorithmic_latency_ms=float(raw["algorithmic_latency_ms"]),
+            graphs=graphs, state=_tensors(raw["state"]), raw=raw)
+    except KeyError as e:
+        raise ModelError(f"{where}: missing field {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{where}: invalid ({e})") from None
+
+
+def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
+    """Read MODEL_DIR/manifest.json and (verify=True) check every graph's sha256."""
+    model_dir = Path(model_dir)
+    path = model_dir / "manifest.json"
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory not found: {model_dir}")
+    if not path.is_file():
+        raise ModelError(f"{model_dir} has no manifest.json: not an exported evc model")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: not valid JSON ({e})") from None
+    manifest = parse_manifest(raw, str(path))
+    if verify:
+        for name, g in manifest.graphs.items():
+            file = model_dir / g.file
+            if not file.is_file():
+                raise ModelError(f"{model_dir}: graph '{name}' file {g.file} is missing")
+            if sha256_file(file) != g.sha256:
+                raise ModelError(f"{file}: sha256 differs from the manifest (corrupt or replaced file)")
+    return manifest
+
+
+def check_against_config(manifest: Manifest, cfg: EngineConfig) -> None:
+    """ModelError naming the first field where engine.yaml and the model disagree."""
+    want, have = cfg.spec, manifest.spec
+    for field in ("sample_rate", "block_frames", "lookahead_frames"):
+        if getattr(want, field) != getattr(have, field):
+            raise ModelError(f"engine.yaml signal.{field} = {getattr(want, field)} but the model was "
+                             f"exported with {field} = {getattr(have, field)}: re-export or change engine.yaml")
+    for field, value in have.to_dict().items():
+        if getattr(SignalSpec(), field) != value and field not in ("block_frames", "lookahead_frames"):
+            raise ModelError(f"model's signal {field} = {value}, the engine's contract has "
+                             f"{getattr(SignalSpec(), field)}")
+    emb = next((t for t in manifest.step.inputs if t.name == "emotion"), None)
+    if emb is None or emb.shape[-1] != manifest.embedding_dim:
+        raise ModelError("manifest: step graph's 'emotion' input does not match embedding_dim")

@@ -1,0 +1,113 @@
+"""A hand-built exported model directory (manifest + ONNX graphs) for engine tests.
+
+The step graph is a tiny causal function with one state tensor, simple enough to
+compute in numpy:  audio[f] = mean_mels(mel[:, f]) + sum(emotion) + mean(state),
+repeated over the frame's hop samples; the new state is the last 3 mel frames.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from engine.manifest import FORMAT, sha256_file
+from engine.signal import EMOTIONS, SignalSpec
+
+STATE_FRAMES = 3
+
+
+def _step_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
+    n, m, hop = spec.block_frames, spec.n_mels, spec.hop
+    f = TensorProto.FLOAT
+    c = helper.make_tensor
+    nodes = [
+        helper.make_node("Concat", ["state", "mel"], ["cat"], axis=2),
+        helper.make_node("Slice", ["cat", "starts", "ends", "axes"], ["state_next"]),
+        helper.make_node("ReduceMean", ["mel"], ["frame_mean"], axes=[1], keepdims=0),
+        helper.make_node("ReduceSum", ["emotion", "ax1"], ["emo_sum"], keepdims=1),
+        helper.make_node("ReduceMean", ["state"], ["state_mean"], axes=[1, 2], keepdims=0),
+        helper.make_node("Add", ["frame_mean", "emo_sum"], ["a"]),
+        helper.make_node("Add", ["a", "state_mean"], ["b"]),
+        helper.make_node("Unsqueeze", ["b", "ax2"], ["b3"]),
+        helper.make_node("Tile", ["b3", "reps"], ["tiled"]),
+        helper.make_node("Reshape", ["tiled", "shape"], ["audio"]),
+    ]
+    inits = [c("starts", TensorProto.INT64, [1], [n]), c("ends", TensorProto.INT64, [1], [n + STATE_FRAMES]),
+             c("axes", TensorProto.INT64, [1], [2]), c("ax1", TensorProto.INT64, [1], [1]),
+             c("ax2", TensorProto.INT64, [1], [2]), c("reps", TensorProto.INT64, [3], [1, 1, hop]),
+             c("shape", TensorProto.INT64, [2], [1, n * hop])]
+    graph = helper.make_graph(
+        nodes, "toy_step",
+        [helper.make_tensor_value_info("mel", f, [1, m, n]), helper.make_tensor_value_info("emotion", f, [1, dim]),
+         helper.make_tensor_value_info("state", f, [1, m, STATE_FRAMES])],
+        [helper.make_tensor_value_info("audio", f, [1, n * hop]),
+         helper.make_tensor_value_info("state_next", f, [1, m, STATE_FRAMES])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _encoder_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
+    """embedding = mean over time of the first `dim` mel bins; probs uniform; strength 0.5."""
+    f = TensorProto.FLOAT
+    c = helper.make_tensor
+    k = len(EMOTIONS)
+    nodes = [
+        helper.make_node("Slice", ["mel", "s0", "s1", "sax"], ["head"]),
+        helper.make_node("ReduceMean", ["head"], ["embedding"], axes=[2], keepdims=0),
+        helper.make_node("Identity", ["probs_c"], ["probs"]),
+        helper.make_node("Identity", ["strength_c"], ["strength"]),
+        helper.make_node("ReduceMean", ["mel"], ["cue_raw"], axes=[1], keepdims=0),
+        helper.make_node("Softmax", ["cue_raw"], ["cue"], axis=1),
+    ]
+    inits = [c("s0", TensorProto.INT64, [1], [0]), c("s1", TensorProto.INT64, [1], [dim]),
+             c("sax", TensorProto.INT64, [1], [1]), c("probs_c", f, [1, k], [1.0 / k] * k),
+             c("strength_c", f, [1], [0.5])]
+    graph = helper.make_graph(
+        nodes, "toy_encoder", [helper.make_tensor_value_info("mel", f, [1, spec.n_mels, "T"])],
+        [helper.make_tensor_value_info("embedding", f, [1, dim]), helper.make_tensor_value_info("probs", f, [1, k]),
+         helper.make_tensor_value_info("strength", f, [1]), helper.make_tensor_value_info("cue", f, [1, "T"])],
+        inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _io(model: onnx.ModelProto) -> tuple[list, list]:
+    def info(v):
+        dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
+        return {"name": v.name, "shape": dims, "dtype": "float32"}
+    return [info(v) for v in model.graph.input], [info(v) for v in model.graph.output]
+
+
+def write_toy_model(out: Path, spec: SignalSpec | None = None, dim: int = 8) -> Path:
+    """Write step.onnx, emotion_encoder.onnx and manifest.json into `out`; returns out."""
+    spec = spec or SignalSpec()
+    out.mkdir(parents=True, exist_ok=True)
+    graphs = {}
+    for name, model in (("step", _step_graph(spec, dim)), ("emotion_encoder", _encoder_graph(spec, dim))):
+        onnx.save(model, out / f"{name}.onnx")
+        inputs, outputs = _io(model)
+        graphs[name] = {"file": f"{name}.onnx", "sha256": sha256_file(out / f"{name}.onnx"),
+                        "inputs": inputs, "outputs": outputs}
+    manifest = {
+        "format": FORMAT, "signal": spec.to_dict(), "embedding_dim": dim, "emotions": list(EMOTIONS),
+        "algorithmic_latency_ms": spec.algorithmic_latency_ms, "graphs": graphs,
+        "state": [{"name": "state", "shape": [1, spec.n_mels, STATE_FRAMES], "dtype": "float32"}],
+        "opset": 17,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def toy_reference(mels: np.ndarray, emotion: np.ndarray, spec: SignalSpec) -> np.ndarray:
+    """What the toy step graph outputs for log-mels (n_mels, T), streamed from zero state: (T*hop,)."""
+    m, t = mels.shape
+    padded = np.concatenate([np.zeros((m, STATE_FRAMES), np.float32), mels], axis=1)
+    out = np.zeros(t * spec.hop, np.float32)
+    n = spec.block_frames
+    for start in range(0, t - t % n, n):
+        state_mean = padded[:, start:start + STATE_FRAMES].mean()
+        for f in range(start, start + n):
+            out[f * spec.hop:(f + 1) * spec.hop] = mels[:, f].mean() + emotion.sum() + state_mean
+    return out
