@@ -4,6 +4,7 @@ the past, and the state protocol export relies on (names, shapes, purity)."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 import torch
@@ -242,3 +243,35 @@ def test_gradients_reach_every_parameter_of_the_chain() -> None:
     model(x, *cond).square().mean().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("dynamo", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_chain_step_exports_to_onnx_and_streams_like_offline(dynamo: bool, tmp_path) -> None:
+    """Standard ops only, state as named graph inputs/outputs: what export relies on."""
+    ort = pytest.importorskip("onnxruntime")
+    model, x, (emotion,), _ = make("chain", n_frames=12)
+    names = model.state_names()
+
+    class Step(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.chain = model
+
+        def forward(self, mel: Tensor, emotion: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+            audio, new_state = self.chain.step(mel, emotion, list(state))
+            return audio, *new_state
+
+    path = tmp_path / "step.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Step(), (x[..., :2], emotion, *model.init_state()), str(path), dynamo=dynamo,
+                          opset_version=17, input_names=["mel", "emotion", *names],
+                          output_names=["audio", *(f"{n}_out" for n in names)])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    state, outs = [s.numpy() for s in model.init_state()], []
+    for start in range(0, 12, 2):
+        feeds = {"mel": x[..., start:start + 2].numpy(), "emotion": emotion.numpy(), **dict(zip(names, state))}
+        audio, *state = session.run(None, feeds)
+        outs.append(torch.from_numpy(audio))
+    with torch.no_grad():
+        assert (torch.cat(outs, dim=-1) - model(x, emotion)).abs().max().item() < TOL
