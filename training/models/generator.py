@@ -20,8 +20,10 @@ def film_params(film: nn.Linear, emotion: Tensor) -> tuple[Tensor, Tensor]:
     """Scale and shift ``(B, C, 1)`` from ``emotion: (B, D)``, or ``(B, C, T)`` from ``(B, D, T)``."""
     if emotion.dim() == 2:
         emotion = emotion.unsqueeze(-1)
-    gamma, beta = film(emotion.transpose(1, 2)).transpose(1, 2).chunk(2, dim=1)
-    return gamma, beta
+    params = film(emotion.transpose(1, 2)).transpose(1, 2)
+    # Slices, not chunk: chunk exports as Split, whose attributes differ between opsets.
+    channels = film.out_features // 2
+    return params[:, :channels], params[:, channels:]
 
 
 class FiLMBlock(StreamingModule):
