@@ -14,7 +14,7 @@ from typing import Optional
 
 from engine.errors import EVCError
 
-_REGISTRARS = ("engine.commands", "training.cli", "export.cli", "benchmarks.cli")
+_REGISTRARS = ("engine.commands", "training.cli", "training.cli_train", "export.cli", "benchmarks.cli")
 
 _EXTRA_FOR = {"torch": "train", "onnx": "train", "espeakng_loader": "train",
               "sklearn": "bench", "matplotlib": "bench"}

@@ -1,0 +1,261 @@
+"""One training loop for every stage: data-parallel, resumable, logged.
+
+Under `torchrun --nproc_per_node N evc train ...` each process trains on its own
+batches, gradients are averaged by DistributedDataParallel, and rank 0 alone logs
+and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from engine.errors import ConfigError
+from engine.signal import SignalSpec
+from training import losses as L
+from training import metrics
+from training.build import build_models
+from training.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from training.config import StageConfig, TrainConfig
+from training.data.batches import VALIDATION, MelCorpus, draw_batch
+from training.logger import RunLogger
+from training.stages import Stage1, Stage2, VocoderDiscriminator, VocoderGenerator
+
+STAGE_NETWORKS = {
+    "stage1": ("content_encoder", "emotion_encoder", "recognition", "generator", "adversary"),
+    "stage2": ("content_encoder", "emotion_encoder", "recognition", "generator"),
+    "vocoder": ("vocoder", "mpd", "msd"),
+}
+INIT_FROM = {"stage2": "stage1"}
+
+
+@dataclass
+class Group:
+    """Networks stepped together by one optimizer, on one objective's weighted losses."""
+
+    name: str
+    objective: nn.Module
+    params: list[nn.Parameter]
+    weights: dict[str, float]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join the process group torchrun describes in the environment (one process: no-op)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), world)
+
+
+def _objectives(stage: str, models, spec: SignalSpec, cfg: StageConfig):
+    """(group name, objective, trainable network names, loss weights) for each optimizer."""
+    if stage == "stage1":
+        return [("main", Stage1(models), cfg.trainable, cfg.weights)]
+    if stage == "stage2":
+        return [("main", Stage2(models), cfg.trainable, cfg.weights)]
+    return [("disc", VocoderDiscriminator(models), ("mpd", "msd"), cfg.disc_weights),
+            ("gen", VocoderGenerator(models, spec), cfg.trainable, cfg.weights)]
+
+
+def make_groups(stage: str, models, spec, cfg: StageConfig, device, ddp: bool) -> list[Group]:
+    trainable = {n for _, _, names, _ in _objectives(stage, models, spec, cfg) for n in names}
+    for name, net in models.items():
+        net.requires_grad_(name in trainable)
+        net.train(name in trainable)
+    groups = []
+    gamma = cfg.lr_decay ** (1 / 1000)  # lr_decay is the factor per 1000 steps
+    for name, objective, names, weights in _objectives(stage, models, spec, cfg):
+        objective = objective.to(device)
+        params = [p for n in names for p in models[n].parameters()]
+        if ddp:
+            objective = DistributedDataParallel(objective, find_unused_parameters=stage == "vocoder")
+        betas = (0.8, 0.99) if stage == "vocoder" else (0.9, 0.999)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, betas=betas)
+        groups.append(Group(name, objective, params, weights, opt,
+                            torch.optim.lr_scheduler.ExponentialLR(opt, gamma)))
+    return groups
+
+
+def train_step(groups: list[Group], batch, cfg: StageConfig, device) -> dict[str, float]:
+    """One optimizer step per group; returns every named loss as a float."""
+    logged = {}
+    for g in groups:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            losses = g.objective(batch)
+            total = L.weighted_sum(losses, g.weights)
+        g.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(g.params, cfg.grad_clip)
+        g.optimizer.step()
+        g.scheduler.step()
+        logged.update({k: float(v.detach()) for k, v in losses.items()})
+        logged[f"total_{g.name}"] = float(total)
+    return logged
+
+
+def _payload(stage, step, models, groups, cfg: TrainConfig, spec, run_id) -> dict:
+    return {
+        "stage": stage, "step": step, "run_id": run_id, "config": cfg.to_dict(),
+        "signal": spec.to_dict(), "rng": rng_state(),
+        "models": {n: m.state_dict() for n, m in models.items()},
+        "optimizers": {g.name: g.optimizer.state_dict() for g in groups},
+        "schedulers": {g.name: g.scheduler.state_dict() for g in groups},
+    }
+
+
+def _resume(path: Path, stage, models, groups, spec) -> tuple[int, str | None]:
+    if not path.is_file():
+        return 0, None
+    ckpt = load_checkpoint(path, stage, spec)
+    load_weights(models, ckpt)
+    for g in groups:
+        g.optimizer.load_state_dict(ckpt["optimizers"][g.name])
+        g.scheduler.load_state_dict(ckpt["schedulers"][g.name])
+    set_rng_state(ckpt["rng"])
+    return ckpt["step"], ckpt["run_id"]
+
+
+@torch.no_grad()
+def validate(stage, groups, models, corpus: MelCorpus, cfg: TrainConfig, scfg: StageConfig, device):
+    """Mean losses on fixed validation batches, plus the emotion metrics of each stage."""
+    for m in models.values():
+        m.eval()
+    sums: dict[str, list[float]] = {}
+    for k in range(cfg.val_batches):
+        batch = draw_batch(corpus, scfg.batch_size, scfg.segment_frames, cfg.seed, k, stream=VALIDATION).to(device)
+        for g in groups:
+            for name, v in g.objective(batch).items():
+                sums.setdefault(name, []).append(float(v))
+    out = {k: float(np.mean(v)) for k, v in sums.items()}
+    if stage == "stage1":
+        out["acc_emotion"] = metrics.emotion_accuracy(models, corpus, device)
+        out["strength_order"] = metrics.strength_order(models, corpus, device)
+    elif stage == "stage2":
+        out["acc_conversion"] = metrics.conversion_accuracy(models, corpus, device)
+    return out
+
+
+def _log_samples(log: RunLogger, stage, step, models, corpus: MelCorpus, n: int, device):
+    with torch.no_grad():
+        for i in range(min(n, len(corpus))):
+            mel = corpus.mels[i].to(device)[None]
+            if stage == "vocoder":
+                log.audio(step, f"utt{i}", models["vocoder"](mel).reshape(-1).cpu().numpy(),
+                          corpus.spec.sample_rate)
+            else:
+                out = metrics.recognise(models["emotion_encoder"], models["recognition"], mel[0])
+                log.mel(step, f"utt{i}_recon", models["generator"](models["content_encoder"](mel),
+                                                                   out.embedding)[0].cpu().numpy())
+
+
+def _restore_train_mode(models, groups_trainable: set[str]) -> None:
+    for name, net in models.items():
+        net.train(name in groups_trainable)
+
+
+def _checkpoint(out: Path, stage, step, models, groups, cfg, spec, run_id, final: bool) -> None:
+    payload = _payload(stage, step, models, groups, cfg, spec, run_id)
+    save_checkpoint(out / "last.pt", payload)
+    if final:
+        save_checkpoint(out / f"{stage}.pt", payload)
+
+
+def _check_in_sync(models, d: Dist) -> float:
+    """Largest difference of any rank's weights from rank 0's (0 when DDP kept them equal)."""
+    flat = torch.cat([p.detach().float().reshape(-1) for m in models.values() for p in m.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, 0)
+    diff = (flat - ref).abs().max()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
+
+
+def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
+          init: str | Path | None = None, device: str | None = None, progress: bool = True) -> dict:
+    """Run (or resume) one stage; returns the final validation metrics and the checkpoint path.
+
+    init: checkpoint of the previous stage (Stage II starts from Stage I's networks).
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    d = setup_distributed(dev)
+    if d.world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", d.rank % torch.cuda.device_count())
+    if stage not in cfg.stages:
+        raise ConfigError(f"stages.{stage}: not in the training config {cfg.name!r}")
+    scfg, spec, out = cfg.stages[stage], SignalSpec(), Path(out)
+    torch.manual_seed(cfg.seed + d.rank)
+    models = build_models(cfg.models, spec, STAGE_NETWORKS[stage])
+    if stage in INIT_FROM:
+        if init is None:
+            raise ConfigError(f"{stage} starts from a {INIT_FROM[stage]} checkpoint: pass --init CKPT")
+        load_weights(models, load_checkpoint(init, INIT_FROM[stage], spec))
+    models = {n: m.to(dev) for n, m in models.items()}
+    train_set = MelCorpus(data, spec, "train", cfg.speakers)
+    val_set = MelCorpus(data, spec, "evaluation", cfg.speakers)
+    groups = make_groups(stage, models, spec, scfg, dev, ddp=d.world > 1)
+    trainable = {n for n, m in models.items() if m.training}
+    start, run_id = _resume(out / "last.pt", stage, models, groups, spec)
+    run_id = run_id or f"{cfg.name}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    log = RunLogger(out, enabled=d.main)
+    bar = _progress(range(start, scfg.steps), stage, enabled=progress and d.main)
+    for step in bar:
+        batch = draw_batch(train_set, scfg.batch_size, scfg.segment_frames, cfg.seed, step, d.rank).to(dev)
+        values = train_step(groups, batch, scfg, dev)
+        if not all(math.isfinite(v) for v in values.values()):
+            raise FloatingPointError(f"{stage} step {step}: non-finite loss {values}")
+        done = step + 1
+        if d.main and (done % cfg.log_every == 0 or done == scfg.steps):
+            log.scalars(done, values, "train/")
+            _postfix(bar, values)
+        if d.main and (done % cfg.val_every == 0 or done == scfg.steps):
+            log.scalars(done, validate(stage, groups, models, val_set, cfg, scfg, dev), "val/")
+            _log_samples(log, stage, done, models, val_set, cfg.samples_per_val, dev)
+            _restore_train_mode(models, trainable)
+        if d.main and (done % cfg.ckpt_every == 0 or done == scfg.steps):
+            _checkpoint(out, stage, done, models, groups, cfg, spec, run_id, final=done == scfg.steps)
+    result = {"stage": stage, "run_id": run_id, "checkpoint": str(out / f"{stage}.pt"),
+              "world_size": d.world, "rank": d.rank}
+    if d.world > 1:
+        result["max_rank_weight_diff"] = _check_in_sync(models, d)
+        dist.barrier()
+    log.close()
+    return result
+
+
+def _progress(steps, stage: str, enabled: bool):
+    if not enabled:
+        return steps
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return steps
+    return tqdm(steps, desc=stage, dynamic_ncols=True)
+
+
+def _postfix(bar, values: dict[str, float]) -> None:
+    if hasattr(bar, "set_postfix"):
+        bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if not k.startswith("str_")})
