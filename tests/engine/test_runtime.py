@@ -4,13 +4,13 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from support.toy_model import toy_reference, write_toy_model
 
 from engine.config import EngineConfig, RuntimeConfig, SignalConfig
 from engine.errors import ModelError
 from engine.manifest import check_against_config, load_manifest
 from engine.runtime import Sessions, StepRunner, plan_providers
 from engine.signal import SignalSpec
+from support.toy_model import toy_reference, write_toy_model
 
 
 @pytest.fixture

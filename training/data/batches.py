@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from engine.audio import load_audio
 
+from engine.audio import load_audio
 from engine.signal import EMOTIONS, SignalSpec
 from training.data.esd import Utterance, scan
 from training.features import LogMel
