@@ -75,8 +75,9 @@ def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int = 16000) ->
     """Write (N,) audio as a 16-bit PCM WAV, atomically.
 
     The file is written beside the target and renamed over it, so a crash never
-    leaves a truncated file. Samples beyond [-1, 1] are clipped with a warning and
-    NaN/inf are zeroed with a warning: 16-bit PCM would wrap them into loud clicks.
+    leaves a truncated file. Samples beyond [-1, 1] are clipped and NaN/inf zeroed,
+    each with a warning: clipping is distortion the user should hear about, not a
+    silent side effect of the 16-bit format.
     """
     path = Path(path)
     audio = _writable(np.asarray(audio, dtype=np.float32), path)
