@@ -15,7 +15,7 @@ from typing import Literal, Optional, Union
 import yaml
 
 from engine.errors import ConfigError
-from engine.signal import SignalSpec
+from engine.signal import SignalSpec, exact_div
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_DIR = PACKAGE_DIR / "models" / "default"
@@ -149,7 +149,7 @@ def _check(value, tp, key: str):
 
 def _build(cls, data, prefix: str):
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)} - {"source"}
     unknown = sorted(set(data) - names)
@@ -174,10 +174,24 @@ def config_from_dict(data: dict, source: Optional[str] = None) -> EngineConfig:
     """Validated EngineConfig from a parsed YAML mapping."""
     cfg = _build(EngineConfig, data or {}, "")
     try:
-        SignalSpec(**vars(cfg.signal))
+        spec = SignalSpec(**vars(cfg.signal))
+        # Checked now, not at first use: a rate with no whole number of hops per second.
+        exact_div(spec.sample_rate, spec.hop, "sample_rate")
     except ValueError as e:
-        raise ConfigError(f"signal.{e}") from None
+        raise ConfigError(_signal_error(cfg.signal, str(e))) from None
     return dataclasses.replace(cfg, source=source)
+
+
+def _signal_error(signal: SignalConfig, error: str) -> str:
+    """A SignalSpec error as one line naming the signal.* key the user can change.
+
+    The spec also checks fields engine.yaml does not expose (f_max, hop...); only
+    sample_rate can break those, so their errors are reported against it.
+    """
+    name, _, reason = error.partition(": ")
+    if name in vars(signal):
+        return f"signal.{name}: {reason}"
+    return f"signal.sample_rate: {signal.sample_rate} does not fit the signal contract ({error})"
 
 
 def load_config(path: Optional[str | Path] = None) -> EngineConfig:
@@ -191,4 +205,5 @@ def load_config(path: Optional[str | Path] = None) -> EngineConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return config_from_dict(data, source=str(path))
+    # Absolute, so that relative model/bank paths stay anchored to the file after a chdir.
+    return config_from_dict(data, source=str(path.resolve()))
