@@ -1,0 +1,175 @@
+"""Every named loss on hand-made tensors whose value is computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from training import losses as L
+from training.models.recognition import Recognition
+
+
+def test_mel_l1_is_the_mean_over_bins_and_valid_frames():
+    pred = torch.zeros(2, 3, 4)
+    target = torch.full((2, 3, 4), 2.0)
+    target[1, :, :2] = 1.0
+    target[1, :, 2:] = 100.0  # padding: must not count
+    # (2·3·4 + 1·3·2) / ((4 + 2)·3) = 30 / 18
+    assert float(L.mel_l1(pred, target, torch.tensor([4, 2]))) == pytest.approx(30 / 18)
+    assert float(L.mel_l1(pred, torch.full((2, 3, 4), -0.5))) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="shapes differ"):
+        L.mel_l1(pred, target[:, :, :3])
+
+
+def test_content_consistency_is_the_masked_l1():
+    c_src = torch.zeros(1, 2, 3)
+    c_conv = torch.tensor([[[1.0, -3.0, 50.0], [0.0, 1.0, 50.0]]])
+    assert float(L.content_consistency(c_conv, c_src, torch.tensor([2]))) == pytest.approx(5 / 4)
+
+
+def test_cross_entropies():
+    logits = torch.log(torch.tensor([[1.0, 3.0], [2.0, 2.0]]))
+    labels = torch.tensor([1, 0])
+    want = (-math.log(0.75) - math.log(0.5)) / 2
+    assert float(L.emotion_ce(logits, labels)) == pytest.approx(want)
+    assert float(L.emotion_category_consistency(logits, labels)) == pytest.approx(want)
+
+
+def test_triplet_is_cosine_and_zero_once_separated_by_the_margin():
+    a = torch.tensor([[1.0, 0.0]])
+    same, other = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    assert float(L.triplet_strength(a, same, other, 0.2)) == 0.0  # 0 − 1 + 0.2 < 0
+    assert float(L.triplet_strength(a, other, same, 0.2)) == pytest.approx(1.2)  # 1 − 0 + 0.2
+    assert float(L.triplet_strength(a, 10 * other, 0.1 * same, 0.2)) == pytest.approx(1.2)  # scale-free
+    both = L.triplet_strength(torch.cat([a, a]), torch.cat([same, other]), torch.cat([other, same]), 0.2)
+    assert float(both) == pytest.approx(0.6)
+
+
+def test_strength_ranking_hinge():
+    s_neu = torch.tensor([0.1, 0.5])
+    s_emo = torch.tensor([0.5, 0.55])
+    # pair 1 ordered by 0.4 > margin: 0; pair 2 by only 0.05: 0.2 − 0.05
+    assert float(L.strength_ranking(s_neu, s_emo, 0.2)) == pytest.approx(0.15 / 2)
+    assert float(L.strength_ranking(s_neu[:1], s_emo[:1], 0.2)) == 0.0
+    assert float(L.strength_ranking(s_emo[:1], s_neu[:1], 0.2)) == pytest.approx(0.6)
+
+
+def test_mixup_regresses_to_the_interpolated_strength_with_detached_endpoints():
+    s_neu = torch.tensor([0.2, 0.1], requires_grad=True)
+    s_emo = torch.tensor([0.8, 0.9], requires_grad=True)
+    s_mix = torch.tensor([0.6, 0.1], requires_grad=True)
+    lam = torch.tensor([0.5, 0.25])
+    loss = L.mixup_strength(s_mix, lam, s_neu, s_emo)
+    # targets 0.5 and 0.3: (|0.6 − 0.5| + |0.1 − 0.3|) / 2
+    assert loss.item() == pytest.approx(0.15)
+    loss.backward()
+    assert s_neu.grad is None and s_emo.grad is None
+    assert torch.allclose(s_mix.grad, torch.tensor([0.5, -0.5]))
+
+
+def test_contrastive_strength_loss_combines_the_named_parts():
+    torch.manual_seed(0)
+    rec = Recognition(6, strength_hidden=4)
+    e = torch.randn(4, 6)
+    neu, emo, lam = torch.randn(3, 6), torch.randn(3, 6), torch.tensor([0.0, 0.5, 1.0])
+    parts = L.contrastive_strength_loss(rec, e, e.flip(0), e.roll(1, 0), neu, emo, margin=0.3, lam=lam)
+    assert set(parts) == {"triplet", "rank", "mixup"}
+    s_neu, s_emo = rec.strength(neu), rec.strength(emo)
+    mixed = rec.strength(torch.stack([neu[0], (neu[1] + emo[1]) / 2, emo[2]]))
+    assert torch.allclose(parts["triplet"], L.triplet_strength(e, e.flip(0), e.roll(1, 0), 0.3))
+    assert torch.allclose(parts["rank"], L.strength_ranking(s_neu, s_emo, 0.3))
+    assert torch.allclose(parts["mixup"], L.mixup_strength(mixed, lam, s_neu, s_emo))
+    sum(parts.values()).backward()
+    assert rec.rs[0].weight.grad.abs().sum() > 0
+    drawn = L.contrastive_strength_loss(rec, e, e, e, neu, emo)
+    assert all(torch.isfinite(v) for v in drawn.values())
+
+
+def test_cue_weighted_adversarial_weights_frames_by_the_normalised_detached_cue():
+    # label 0; frame CEs: ln 2, −ln(3/4), and a padded frame that must not count
+    frame_logits = torch.tensor([[[0.0, math.log(3.0), -50.0], [0.0, 0.0, 50.0]]], requires_grad=True)
+    labels = torch.tensor([0])
+    want = 0.25 * math.log(2) + 0.75 * -math.log(0.75)
+    cue = torch.tensor([[0.25, 0.75, 0.0]], requires_grad=True)
+    loss = L.cue_weighted_adversarial(frame_logits, labels, cue, torch.tensor([2]))
+    assert loss.item() == pytest.approx(want)
+    unnormalised = torch.tensor([[1.0, 3.0, 5.0]])
+    again = L.cue_weighted_adversarial(frame_logits, labels, unnormalised, torch.tensor([2]))
+    assert again.item() == pytest.approx(want)
+    loss.backward()
+    assert cue.grad is None and frame_logits.grad[0, :, 2].abs().max() == 0
+    # per-utterance normalisation, then the mean over the batch: item 2 has CE ln 2 on its one frame
+    pair = L.cue_weighted_adversarial(frame_logits.detach().repeat(2, 1, 1), torch.tensor([0, 0]),
+                                      torch.tensor([[0.25, 0.75, 0.0], [1.0, 0.0, 0.0]]), torch.tensor([2, 1]))
+    assert float(pair) == pytest.approx((want + math.log(2)) / 2)
+
+
+def test_adversarial_loss_trains_the_classifier_and_reverses_into_the_content():
+    from training.models.adversary import ContentEmotionClassifier
+
+    torch.manual_seed(0)
+    clf = ContentEmotionClassifier(4, 3, 8)
+    content = torch.randn(2, 4, 6, requires_grad=True)
+    args = (torch.tensor([1, 2]), torch.softmax(torch.randn(2, 6), -1), torch.tensor([6, 4]))
+    L.cue_weighted_adversarial(clf(content, reverse_scale=1.0), *args).backward()
+    reversed_grad = content.grad.clone()
+    plain = content.detach().clone().requires_grad_(True)
+    L.cue_weighted_adversarial(clf.net(plain), *args).backward()
+    assert torch.allclose(reversed_grad, -plain.grad, atol=1e-7)
+    assert reversed_grad[1, :, 4:].abs().max() == 0  # padded frames get no gradient
+
+
+def test_strength_consistency():
+    got = L.emotion_strength_consistency(torch.tensor([0.2, 0.9]), torch.tensor([0.5, 0.5]))
+    assert float(got) == pytest.approx(0.35)
+
+
+def test_multi_resolution_stft():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4000)
+    assert float(L.multi_resolution_stft(x, x)) == 0.0
+    # half the amplitude: every magnitude halves, so SC = 0.5 and log-magnitude L1 = ln 2 at each resolution
+    assert float(L.multi_resolution_stft(0.5 * x, x)) == pytest.approx(0.5 + math.log(2), rel=1e-4)
+    assert float(L.multi_resolution_stft(x[:, None], torch.roll(x, 7, -1)[:, None])) > 0.1
+    short = torch.randn(1, 300)  # shorter than the largest n_fft / 2: zero padding copes
+    assert float(L.multi_resolution_stft(short, 2 * short)) == pytest.approx(0.5 + math.log(2), rel=1e-4)
+
+
+def test_lsgan_losses():
+    assert float(L.lsgan_discriminator([torch.ones(3)], [torch.zeros(3)])) == 0.0
+    # Σ over discriminators: (1 + 1) + (0.25 + 0.25)
+    got = L.lsgan_discriminator([torch.zeros(3), torch.full((2, 2), 0.5)], [torch.ones(2), torch.full((5,), 0.5)])
+    assert float(got) == pytest.approx(2.5)
+    assert float(L.lsgan_generator([torch.ones(4)])) == 0.0
+    assert float(L.lsgan_generator([torch.zeros(4), torch.full((2,), 3.0)])) == pytest.approx(1 + 4)
+    with pytest.raises(ValueError):
+        L.lsgan_discriminator([torch.ones(1)], [])
+
+
+def test_feature_matching():
+    feats = [[torch.randn(2, 3), torch.randn(4)], [torch.randn(5)]]
+    assert float(L.feature_matching(feats, feats)) == 0.0
+    real = [[torch.zeros(2, 3, requires_grad=True), torch.ones(4)]]
+    fake = [[torch.ones(2, 3, requires_grad=True), torch.full((4,), 3.0)]]
+    loss = L.feature_matching(real, fake)
+    assert loss.item() == pytest.approx(1 + 2)
+    loss.backward()
+    assert real[0][0].grad is None and fake[0][0].grad is not None
+    with pytest.raises(ValueError):
+        L.feature_matching(real, [fake[0][:1]])
+
+
+def test_weighted_sum():
+    a = torch.tensor(2.0, requires_grad=True)
+    losses = {"a": a, "b": torch.tensor(3.0), "logged": torch.tensor(100.0)}
+    total = L.weighted_sum(losses, {"a": 0.5, "b": 0.0})
+    assert total.item() == pytest.approx(1.0)
+    total.backward()
+    assert float(a.grad) == pytest.approx(0.5)
+    assert L.weighted_sum(losses, {"a": 1.0, "b": 2.0}).item() == pytest.approx(8.0)
+    with pytest.raises(KeyError, match="'c'"):
+        L.weighted_sum(losses, {"a": 1.0, "c": 1.0})
+    with pytest.raises(ValueError, match="zero"):
+        L.weighted_sum(losses, {"a": 0.0})

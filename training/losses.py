@@ -1,0 +1,212 @@
+"""Every named scalar loss of the AINN stages and the vocoder, one function each.
+
+Conventions: B batch, T frames, K emotions, D embedding size, N samples. `lengths`
+(B,) counts valid frames; frames beyond it are excluded from every masked mean.
+Each function returns a 0-dim tensor; the trainer combines them with `weighted_sum`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from training.models.recognition import Recognition
+
+
+def _valid(lengths: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """(B, T) float mask of the valid frames of x (B, ..., T); all ones when lengths is None."""
+    B, T = x.shape[0], x.shape[-1]
+    if lengths is None:
+        return torch.ones(B, T, device=x.device)
+    return (torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None]).float()
+
+
+def _masked_l1(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Mean |pred − target| over channels and valid frames of (B, C, T) tensors."""
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    mask = _valid(lengths, pred)[:, None]  # (B, 1, T)
+    diff = (pred.float() - target.float()).abs() * mask
+    return diff.sum() / (mask.sum() * pred.shape[1]).clamp(min=1)
+
+
+# ---- Stage I -------------------------------------------------------------------------
+
+
+def mel_l1(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Self-reconstruction: pred, target (B, n_mels, T) log-mel → mean |pred − target| over bins and valid frames."""
+    return _masked_l1(pred, target, lengths)
+
+
+def emotion_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Emotion classification: logits (B, K), labels (B,) int → mean −log softmax(logits)[label]."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+def triplet_strength(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                     margin: float) -> torch.Tensor:
+    """Inter-speech triplet on embeddings (B, D), with cosine distance d(x, y) = 1 − cos(x, y) ∈ [0, 2]:
+
+        mean_B max(0, d(anchor, positive) − d(anchor, negative) + margin)
+
+    anchor and positive share an emotion (different speakers), negative has another.
+    Cosine, not Euclidean: it constrains only the embeddings' directions, so the net
+    cannot meet the margin by scaling embeddings up, and their norms stay free to carry
+    strength for Rs.
+    """
+    d_pos = 1 - F.cosine_similarity(anchor.float(), positive.float(), dim=-1)
+    d_neg = 1 - F.cosine_similarity(anchor.float(), negative.float(), dim=-1)
+    return F.relu(d_pos - d_neg + margin).mean()
+
+
+def strength_ranking(s_neutral: torch.Tensor, s_emotional: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hinge ranking on strengths (B,) of paired neutral and emotional embeddings:
+
+        mean_B max(0, margin − (s_emotional − s_neutral))
+
+    zero once every emotional strength exceeds its neutral partner's by the margin.
+    """
+    return F.relu(margin - (s_emotional.float() - s_neutral.float())).mean()
+
+
+def mixup_strength(s_mix: torch.Tensor, lam: torch.Tensor, s_neutral: torch.Tensor,
+                   s_emotional: torch.Tensor) -> torch.Tensor:
+    """Intermediate strengths by mixup, all (B,), lam ∈ [0, 1]:
+
+        mean_B |s_mix − sg(lam · s_emotional + (1 − lam) · s_neutral)|
+
+    s_mix = Rs(lam · e_emotional + (1 − lam) · e_neutral). The target is detached (sg):
+    the endpoints are set by the ranking loss, this one only asks Rs to move
+    monotonically and linearly between them along the mixing path (no strength labels).
+    """
+    lam = lam.reshape(s_mix.shape).float()
+    target = (lam * s_emotional.float() + (1 - lam) * s_neutral.float()).detach()
+    return (s_mix.float() - target).abs().mean()
+
+
+def contrastive_strength_loss(rec: Recognition, anchor: torch.Tensor, positive: torch.Tensor,
+                              negative: torch.Tensor, neutral: torch.Tensor, emotional: torch.Tensor,
+                              margin: float = 0.2, lam: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Inter-speech contrastive strength learning, as named parts {'triplet', 'rank', 'mixup'}.
+
+    anchor/positive/negative: (B, D) embeddings for the triplet; neutral/emotional: (P, D)
+    paired embeddings for ranking and mixup (one neutral per emotional one); lam: (P,) mixing
+    weights in [0, 1], drawn uniformly when None; rec supplies Rs (`rec.strength`). The total is the sum of the parts.
+    """
+    s_neu, s_emo = rec.strength(neutral), rec.strength(emotional)
+    if lam is None:
+        lam = torch.rand(len(emotional), device=emotional.device)
+    mixed = lam[:, None] * emotional + (1 - lam[:, None]) * neutral
+    return {
+        "triplet": triplet_strength(anchor, positive, negative, margin),
+        "rank": strength_ranking(s_neu, s_emo, margin),
+        "mixup": mixup_strength(rec.strength(mixed), lam, s_neu, s_emo),
+    }
+
+
+def cue_weighted_adversarial(frame_logits: torch.Tensor, labels: torch.Tensor, cue: torch.Tensor,
+                             lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Intra-speech disentanglement: frame_logits (B, K, T) of the content classifier, labels (B,),
+    cue M (B, T) → per-utterance cue-weighted mean of the per-frame cross-entropy, averaged over B:
+
+        mean_B  Σ_t w_bt CE_bt / Σ_t w_bt,   w = sg(M) · valid,   CE_bt = −log softmax(frame_logits[b, :, t])[y_b]
+
+    The cue is detached: it says where emotion lives, it is not trained by this loss.
+    frame_logits come from ContentEmotionClassifier behind gradient reversal, so minimising
+    this trains the classifier and pushes the content encoder to drop emotion on those frames.
+    """
+    B, K, T = frame_logits.shape
+    ce = F.cross_entropy(frame_logits.float(), labels[:, None].expand(B, T), reduction="none")  # (B, T)
+    w = cue.detach().float() * _valid(lengths, cue)
+    return ((w * ce).sum(-1) / w.sum(-1).clamp(min=1e-8)).mean()
+
+
+# ---- Stage II (multi-view consistency) ---------------------------------------------------
+
+
+def content_consistency(c_conv: torch.Tensor, c_src: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Lcc: content features (B, C, T) of the converted and of the source speech → masked mean |Ec(x̂) − Ec(x_src)|."""
+    return _masked_l1(c_conv, c_src, lengths)
+
+
+def emotion_category_consistency(logits_conv: torch.Tensor, ref_labels: torch.Tensor) -> torch.Tensor:
+    """Lecc: Rc logits (B, K) of the converted speech, reference labels (B,) → mean cross-entropy."""
+    return emotion_ce(logits_conv, ref_labels)
+
+
+def emotion_strength_consistency(s_conv: torch.Tensor, s_ref: torch.Tensor) -> torch.Tensor:
+    """Lesc: strengths (B,) of the converted speech and of the reference → mean |Rs(Ee(x̂)) − Rs(e_ref)|."""
+    return (s_conv.float() - s_ref.float()).abs().mean()
+
+
+# ---- Vocoder --------------------------------------------------------------------------
+
+
+def _magnitude(x: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
+    """|STFT| (B, n_fft/2+1, frames) of x (B, N), Hann window, clamped away from 0 for the log."""
+    # Zero (not reflect) padding: reflect needs n_fft/2 < N, which short training crops may break.
+    spec = torch.stft(x, n_fft, hop, win, torch.hann_window(win, device=x.device), center=True,
+                      pad_mode="constant", return_complex=True)
+    return spec.abs().clamp(min=1e-7)
+
+
+def multi_resolution_stft(pred: torch.Tensor, target: torch.Tensor,
+                          resolutions=((512, 128, 512), (1024, 256, 1024), (256, 64, 256))) -> torch.Tensor:
+    """Waveforms pred, target (B, N) or (B, 1, N); resolutions: (n_fft, hop, win) each →
+    mean over resolutions of spectral convergence + log-magnitude L1:
+
+        SC  = mean_B ‖|S_t| − |S_p|‖_F / ‖|S_t|‖_F
+        MAG = mean |log |S_t| − log |S_p||
+    """
+    pred = pred.reshape(pred.shape[0], -1).float()
+    target = target.reshape(target.shape[0], -1).float()
+    total = pred.new_zeros(())
+    for n_fft, hop, win in resolutions:
+        p, t = _magnitude(pred, n_fft, hop, win), _magnitude(target, n_fft, hop, win)
+        sc = torch.linalg.norm((t - p).flatten(1), dim=1) / torch.linalg.norm(t.flatten(1), dim=1).clamp(min=1e-7)
+        total = total + sc.mean() + (t.log() - p.log()).abs().mean()
+    return total / len(resolutions)
+
+
+def lsgan_discriminator(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """Least-squares discriminator loss, summed over sub-discriminators i:
+
+        Σ_i mean (1 − D_i(real))² + mean D_i(fake)²
+    """
+    if len(real_logits) != len(fake_logits):
+        raise ValueError(f"{len(real_logits)} real vs {len(fake_logits)} fake outputs")
+    return sum(((1 - r.float()) ** 2).mean() + (f.float() ** 2).mean() for r, f in zip(real_logits, fake_logits))
+
+
+def lsgan_generator(fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """Least-squares generator loss, summed over sub-discriminators: Σ_i mean (1 − D_i(fake))²."""
+    return sum(((1 - f.float()) ** 2).mean() for f in fake_logits)
+
+
+def feature_matching(real_feats: list[list[torch.Tensor]], fake_feats: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Feature matching, Σ over sub-discriminators i and layers j of mean |real_ij − fake_ij|.
+
+    Real features are detached: they are the target the generator's features move to.
+    """
+    if len(real_feats) != len(fake_feats) or any(len(r) != len(f) for r, f in zip(real_feats, fake_feats)):
+        raise ValueError("real and fake feature lists differ in structure")
+    return sum((r.detach().float() - f.float()).abs().mean()
+               for rs, fs in zip(real_feats, fake_feats) for r, f in zip(rs, fs))
+
+
+# ---- Combination ----------------------------------------------------------------------
+
+
+def weighted_sum(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """Σ_k w_k · losses[k] over the non-zero weights.
+
+    Every weight must name a loss the objective returned (a zero weight too: a misspelt
+    name is a configuration error, not a silently disabled loss).
+    """
+    missing = sorted(k for k in weights if k not in losses)
+    if missing:
+        raise KeyError(f"loss weights {missing} name no loss; the objective returned {sorted(losses)}")
+    terms = [w * losses[k] for k, w in weights.items() if w]
+    if not terms:
+        raise ValueError(f"every loss weight is zero: {weights}")
+    return sum(terms)
