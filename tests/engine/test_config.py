@@ -6,6 +6,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,10 @@ def _yaml_keys(text: str) -> dict[str, str]:
 def _fields(cls, prefix: str = "") -> set[str]:
     """Dotted names of every configurable leaf field of a config dataclass."""
     names = set()
-    for f in dataclasses.fields(cls):
-        if f.name == "source":
+    for name, tp in typing.get_type_hints(cls).items():
+        if name == "source":
             continue
-        if dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type.endswith("Config")):
-            names |= _fields(f.default_factory, f"{prefix}{f.name}.")
-        else:
-            names.add(prefix + f.name)
+        names |= _fields(tp, f"{prefix}{name}.") if dataclasses.is_dataclass(tp) else {prefix + name}
     return names
 
 
