@@ -227,3 +227,39 @@ def test_convert_runs_the_bank_embedding_through_the_pipeline(registered, tmp_pa
     conv = StreamingConverter(toy_config(tmp_path / "again"), quiet=True)
     conv.set_embedding(neutral + 0.5 * (angry - neutral))
     np.testing.assert_allclose(written["audio"], convert_array(conv, samples), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_convert_equals_the_offline_pytorch_render(tmp_path, capsys, monkeypatch):
+    """Tiny random-weight checkpoints exported with 2-frame blocks: `evc register` then
+    `evc convert` (block by block through ONNX Runtime) equals export.reference.render_offline
+    (whole utterance in PyTorch) with the bank's embedding, within 1e-4."""
+    pytest.importorskip("torch")
+    reference = pytest.importorskip("export.reference")
+    import engine.cli_files
+    from export.model_dir import export_model
+    from support.tiny_checkpoints import write_checkpoint
+
+    stage2 = write_checkpoint(tmp_path / "stage2.pt", "stage2", seed=0)
+    vocoder = write_checkpoint(tmp_path / "vocoder.pt", "vocoder", seed=1)
+    export_model(stage2, vocoder, tmp_path / "model", block_frames=2)
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"dir": str(tmp_path / "model")}, "runtime": {"providers": ["cpu"]},
+                                   "bank": {"path": str(tmp_path / "bank.json")}}))
+    ref = reference_wav(tmp_path / "ref.wav", seed=5, f0=210.0)
+    assert main(["--config", str(cfg), "register", "happy", str(ref)]) == 0
+    entry = EmotionBank(tmp_path / "bank.json").get("happy")
+    np.testing.assert_allclose(entry.embedding, reference.reference_embedding(stage2, load_audio(ref)), atol=1e-4)
+
+    written = {}
+    monkeypatch.setattr(engine.cli_files, "_save", lambda dst, audio, sr: written.update(audio=audio.copy()))
+    n = 48_877  # 305 whole frames, ragged against the 2-frame block, plus a partial hop
+    src = write_wav(tmp_path / "in.wav", 0.5 * speech_like(3.1, seed=3)[:n])
+    samples = sf.read(str(src), dtype="float32")[0]
+    assert main(["--config", str(cfg), "convert", str(src), "--emotion", "happy"]) == 0
+    got = written["audio"]
+    assert got.shape == (n,)
+    offline = reference.render_offline(stage2, vocoder, samples, entry.embedding)
+    assert offline.size == n - n % 160 and np.abs(offline).max() > 0.05
+    assert np.abs(got[: offline.size] - offline).max() < 1e-4
+    assert "running on CPUExecutionProvider" in capsys.readouterr().out

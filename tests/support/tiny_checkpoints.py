@@ -1,0 +1,55 @@
+"""Tiny random-weight Stage II and vocoder checkpoints (training/configs/tiny.yaml), for
+end-to-end tests outside tests/export (whose conftest builds the same ones).
+
+Weights are re-drawn at unit gain: HiFi-GAN's 0.01 init makes near-silence, against
+which a 1e-4 audio tolerance would prove nothing. Needs torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from engine.signal import SignalSpec
+from training.build import build_models
+from training.checkpoint import rng_state, save_checkpoint
+from training.config import load_train_config
+
+NETWORKS = {
+    "stage2": ("content_encoder", "emotion_encoder", "recognition", "generator"),
+    "vocoder": ("vocoder", "mpd", "msd"),
+}
+
+
+def audible(model: nn.Module) -> nn.Module:
+    """Re-draw conv/linear weights at unit gain and biases at 0.1 (in place)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.ConvTranspose1d):
+                w = torch.randn_like(m.weight) * (m.stride[0] / m.weight[:, 0].numel()) ** 0.5
+            elif isinstance(m, (nn.Conv1d, nn.Linear)):
+                w = torch.randn_like(m.weight) * m.weight[0].numel() ** -0.5
+            else:
+                continue
+            if parametrize.is_parametrized(m, "weight"):
+                m.weight = w  # weight norm's right_inverse splits it into magnitude and direction
+            else:
+                m.weight.copy_(w)
+            if m.bias is not None:
+                m.bias.normal_(0.0, 0.1)
+    return model
+
+
+def write_checkpoint(path: Path, stage: str, seed: int = 0) -> Path:
+    """A `stage` ("stage2" or "vocoder") checkpoint in training/loop.py's payload format."""
+    cfg, spec = load_train_config("tiny"), SignalSpec()
+    torch.manual_seed(seed)
+    models = {n: audible(m) for n, m in build_models(cfg.models, spec, NETWORKS[stage]).items()}
+    save_checkpoint(path, {
+        "stage": stage, "step": 1, "run_id": f"tiny-{stage}-{seed}", "config": cfg.to_dict(),
+        "signal": spec.to_dict(), "rng": rng_state(),
+        "models": {n: m.state_dict() for n, m in models.items()}, "optimizers": {}, "schedulers": {}})
+    return path
