@@ -212,8 +212,8 @@ class StreamingConverter:
         """Move the emotion embedding (D,) to `embedding` over `crossfade_blocks` blocks.
 
         Default cfg.bank.crossfade_blocks; 0 switches at the next block. The first
-        embedding ever set applies at once: there is
-        nothing to fade from.
+        embedding ever set applies at once: there is nothing to fade from (until then
+        blocks use the zero vector).
         """
         embedding = np.asarray(embedding, np.float32)
         dim = self.manifest.embedding_dim
