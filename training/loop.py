@@ -113,7 +113,7 @@ def train_step(groups: list[Group], batch, cfg: StageConfig, device) -> dict[str
         g.optimizer.step()
         g.scheduler.step()
         logged.update({k: float(v.detach()) for k, v in losses.items()})
-        logged[f"total_{g.name}"] = float(total)
+        logged[f"total_{g.name}"] = float(total.detach())
     return logged
 
 
@@ -141,7 +141,16 @@ def _resume(path: Path, stage, models, groups, spec) -> tuple[int, str | None]:
 
 @torch.no_grad()
 def validate(stage, groups, models, corpus: MelCorpus, cfg: TrainConfig, scfg: StageConfig, device):
-    """Mean losses on fixed validation batches, plus the emotion metrics of each stage."""
+    """Mean losses on fixed validation batches, plus the emotion metrics of each stage.
+
+    Runs on a forked RNG so validating never changes the training run's randomness
+    (a resumed run stays identical to an uninterrupted one).
+    """
+    with torch.random.fork_rng(devices=[]):
+        return _validate(stage, groups, models, corpus, cfg, scfg, device)
+
+
+def _validate(stage, groups, models, corpus: MelCorpus, cfg: TrainConfig, scfg: StageConfig, device):
     for m in models.values():
         m.eval()
     sums: dict[str, list[float]] = {}
