@@ -1,9 +1,72 @@
-"""Subcommands of the 'benchmarks' package, registered into `evc` by engine.cli."""
+"""Subcommands of the 'benchmarks' package, registered into `evc` by engine.cli.
+
+    evc bench latency   per-block compute, RTF and stage shares per (block size, threads)
+    evc bench quality   MCD, emotion accuracy, strength, speaker similarity, F0 on a corpus
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this package's subcommands; handlers import their heavy modules lazily."""
+    """Add `evc bench`; handlers import their heavy modules lazily."""
+    p = sub.add_parser("bench", help="latency, end-to-end and conversion-quality benchmarks")
+    kinds = p.add_subparsers(dest="bench", metavar="BENCH")
+    kinds.required = True
+    _latency(kinds.add_parser("latency", help="per-block compute of the streaming pipeline, RTF, stage shares"))
+    _quality(kinds.add_parser("quality", help="objective conversion quality against baselines on a corpus"))
+
+
+def _handler(module: str):
+    """args -> module.cmd(args), the module imported only when the command runs."""
+    return lambda args: importlib.import_module(module).cmd(args)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _latency(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", action="append", default=None, metavar="DIR",
+                   help="exported model directory; repeat once per block size (default: engine.yaml model.dir)")
+    p.add_argument("--threads", type=_ints, default=[1], metavar="LIST", help="intra-op thread counts (default 1)")
+    p.add_argument("--blocks", type=_ints, default=None, metavar="LIST",
+                   help="block sizes in frames (default: those of the models); sizes no model serves are skipped")
+    p.add_argument("--provider", choices=("cpu", "cuda"), default=None,
+                   help="execution provider (default: engine.yaml runtime.providers)")
+    p.add_argument("--n", type=_positive, default=2000, help="timed blocks per setting (default 2000)")
+    p.add_argument("--warmup", type=_positive, default=200, help="untimed blocks first (default 200)")
+    p.add_argument("--out", default="bench-out/latency", metavar="DIR", help="where latency.json/.png go")
+    p.set_defaults(func=_handler("benchmarks.latency"))
+
+
+def _quality(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="CORPUS", help="ESD-layout corpus root (ESD or `evc corpus synth`)")
+    p.add_argument("--split", default="test", choices=("train", "evaluation", "test"),
+                   help="split the conversions come from (default test); evaluators train on 'train'")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="exported model directory (default: engine.yaml model.dir; baselines only when none)")
+    p.add_argument("--out", default="bench-out/quality", metavar="DIR", help="where quality.md/.json/.png go")
+    p.add_argument("--limit", type=_positive, default=None, metavar="N",
+                   help="at most N source sentences per speaker (default all)")
+    p.add_argument("--jobs", type=_positive, default=None, help="feature-extraction processes (default: CPUs)")
+    p.add_argument("--examples", type=int, default=3, help="utterances drawn in quality.png (default 3)")
+    p.set_defaults(func=_handler("benchmarks.quality"))

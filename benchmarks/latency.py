@@ -1,0 +1,182 @@
+"""`evc bench latency`: per-block compute of the whole streaming pipeline, per setting.
+
+For every (model, intra-op threads) setting it measures, after a warm-up:
+
+* StreamingConverter.process (frontend + step graph + bookkeeping), one
+  perf_counter_ns pair per block: p50/p95/p99/max, mean, RTF = mean compute / block
+  duration, and how many blocks missed their deadline (compute > block duration);
+* in a second pass over the same audio, the converter's own frontend
+  (StreamingLogMel.process) and step runner (StepRunner.run) called directly, each
+  timed alone; "rest" (embedding fade, dry delay line, mixing, timing) is the mean of
+  the whole minus the two, since the engine exposes no hook inside process().
+
+A model is exported for one block size: `--model` may be given once per block size,
+and a `--blocks` value no model serves is skipped with a note (re-export with
+`evc export --block-frames N`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.models import base_config, block_frames_of, default_model, model_config
+from benchmarks.plots import latency_histograms
+from benchmarks.report import machine, machine_line, text_table, write_json
+from benchmarks.signals import probe_speech
+from engine.errors import EVCError
+
+MIN_BLOCKS = 2000
+"""Fewer timed blocks than this leave p99 resting on a handful of samples."""
+PERCENTILES = (50, 95, 99)
+
+
+@dataclass(frozen=True)
+class Setting:
+    model_dir: Path
+    block_frames: int
+    threads: int
+
+
+def plan(models: list[Path], threads: list[int], blocks: list[int] | None) -> tuple[list[Setting], list[str]]:
+    """Settings to run (blocks x threads, in the order given) and a note for each block size no model serves."""
+    by_block: dict[int, Path] = {}
+    for m in models:
+        by_block.setdefault(block_frames_of(m), m)
+    wanted = blocks if blocks else sorted(by_block)
+    notes = [f"block_frames={b}: skipped, no --model exported with {b}-frame blocks "
+             f"(models given serve {sorted(by_block)}; re-export: evc export --block-frames {b})"
+             for b in wanted if b not in by_block]
+    settings = [Setting(by_block[b], b, t) for b in wanted if b in by_block for t in threads]
+    return settings, notes
+
+
+def _blocks(block_samples: int, n: int) -> np.ndarray:
+    """n blocks of probe speech, (n, block_samples) float32, cycling 10 s of audio."""
+    audio = probe_speech(10.0)
+    per = audio.size // block_samples
+    idx = np.arange(n) % per
+    return np.ascontiguousarray(audio[: per * block_samples].reshape(per, block_samples)[idx])
+
+
+def time_process(converter, blocks: np.ndarray, warmup: int) -> np.ndarray:
+    """ns per converter.process call over blocks (after `warmup` untimed ones), (n,) int64."""
+    for block in blocks[:warmup]:
+        converter.process(block)
+    ns = np.empty(len(blocks), np.int64)
+    clock = time.perf_counter_ns
+    for i, block in enumerate(blocks):
+        start = clock()
+        converter.process(block)
+        ns[i] = clock() - start
+    return ns
+
+
+def time_stages(converter, blocks: np.ndarray, warmup: int) -> dict[str, np.ndarray]:
+    """ns per frontend call and per step-graph call, each (n,) int64, over the same blocks."""
+    frontend, runner = converter.frontend, converter.runner
+    embedding = converter.embedding
+    for block in blocks[:warmup]:
+        runner.run(frontend.process(block), embedding)
+    out = {"frontend": np.empty(len(blocks), np.int64), "step": np.empty(len(blocks), np.int64)}
+    clock = time.perf_counter_ns
+    for i, block in enumerate(blocks):
+        t0 = clock()
+        mel = frontend.process(block)
+        t1 = clock()
+        runner.run(mel, embedding)
+        out["frontend"][i], out["step"][i] = t1 - t0, clock() - t1
+    return out
+
+
+def summarize(ns: np.ndarray, block_ms: float) -> dict:
+    """Percentiles, max and mean in ms, RTF and deadline misses of per-block times ns (n,)."""
+    ms = ns / 1e6
+    p = np.percentile(ms, PERCENTILES)
+    return {**{f"p{q}_ms": float(v) for q, v in zip(PERCENTILES, p)}, "max_ms": float(ms.max()),
+            "mean_ms": float(ms.mean()), "rtf": float(ms.mean() / block_ms),
+            "deadline_misses": int((ms > block_ms).sum()), "blocks": int(ns.size)}
+
+
+def stage_shares(total: np.ndarray, stages: dict[str, np.ndarray]) -> dict:
+    """Mean ms and share of the whole per stage; rest = mean(total) - the stages' means (>= 0)."""
+    whole = total.mean() / 1e6
+    out = {name: {"mean_ms": float(ns.mean() / 1e6), "p50_ms": float(np.median(ns) / 1e6),
+                  "p99_ms": float(np.percentile(ns, 99) / 1e6)} for name, ns in stages.items()}
+    rest = max(0.0, whole - sum(s["mean_ms"] for s in out.values()))
+    out["rest"] = {"mean_ms": rest}
+    for s in out.values():
+        s["share"] = s["mean_ms"] / whole if whole > 0 else 0.0
+    return out
+
+
+def measure(cfg, setting: Setting, provider: str | None, n: int, warmup: int) -> tuple[dict, np.ndarray]:
+    """One setting's summary and its raw per-block process() times (ns)."""
+    from engine.pipeline import StreamingConverter
+
+    conv = StreamingConverter(model_config(cfg, setting.model_dir, setting.threads, provider), quiet=True)
+    conv.set_embedding(np.random.default_rng(0).standard_normal(conv.manifest.embedding_dim).astype(np.float32))
+    blocks = _blocks(conv.block_samples, n)
+    total = time_process(conv, blocks, warmup)
+    conv.reset()
+    stages = time_stages(conv, blocks, warmup)
+    spec = conv.spec
+    result = {"model": str(setting.model_dir), "block_frames": spec.block_frames, "block_ms": spec.block_ms,
+              "threads": setting.threads, "provider_requested": provider or "engine.yaml",
+              "device": conv.sessions.device, "provider_notes": conv.sessions.notes,
+              "algorithmic_latency_ms": conv.latency_ms, "warmup_blocks": warmup,
+              "compute": summarize(total, spec.block_ms), "stages": stage_shares(total, stages)}
+    return result, total
+
+
+def run(models: list[Path], threads: list[int], blocks: list[int] | None, provider: str | None, n: int,
+        warmup: int = 200, config: str | None = None) -> tuple[dict, dict[int, np.ndarray]]:
+    """Every setting measured: (report dict, raw ns per setting index)."""
+    cfg = base_config(config)
+    settings, notes = plan(models, threads, blocks)
+    if not settings:
+        raise EVCError("nothing to measure: " + "; ".join(notes))
+    results, raw = [], {}
+    for i, setting in enumerate(settings):
+        result, raw[i] = measure(cfg, setting, provider, n, warmup)
+        results.append(result)
+    report = {"benchmark": "latency", "machine": machine(), "timer": "time.perf_counter_ns",
+              "settings": results, "skipped": notes,
+              "rest_is": "mean(process) - mean(frontend) - mean(step), stages timed in a second pass"}
+    return report, raw
+
+
+def table(report: dict) -> str:
+    header = ["block", "ms", "thr", "device", "alg.lat", "p50", "p95", "p99", "max", "RTF", "miss",
+              "front%", "step%", "rest%"]
+    rows = []
+    for s in report["settings"]:
+        c, st = s["compute"], s["stages"]
+        rows.append([str(s["block_frames"]), f"{s['block_ms']:g}", str(s["threads"]), s["device"],
+                     f"{s['algorithmic_latency_ms']:g}", *(f"{c[k]:.3f}" for k in ("p50_ms", "p95_ms", "p99_ms",
+                                                                                     "max_ms")),
+                     f"{c['rtf']:.4f}", f"{c['deadline_misses']}/{c['blocks']}",
+                     *(f"{100 * st[k]['share']:.0f}" for k in ("frontend", "step", "rest"))])
+    return text_table(header, rows)
+
+
+def cmd(args) -> int:
+    models = [Path(m) for m in args.model] if args.model else [default_model(base_config(args.config))]
+    if args.n < MIN_BLOCKS:
+        print(f"note: --n {args.n} < {MIN_BLOCKS}: p99 and max rest on few blocks")
+    report, raw = run(models, args.threads, args.blocks, args.provider, args.n, args.warmup, args.config)
+    out = Path(args.out)
+    for note in report["skipped"]:
+        print(f"note: {note}")
+    print(machine_line(report["machine"]))
+    print(f"per-block compute in ms over {args.n} blocks after {args.warmup} warm-up blocks "
+          "(whole StreamingConverter.process); shares from a separate pass")
+    print(table(report))
+    for note in dict.fromkeys(n for s in report["settings"] for n in s["provider_notes"]):
+        print(f"note: {note}")
+    png = latency_histograms(report, raw, out / "latency.png")
+    print(f"wrote {write_json(out / 'latency.json', report)} and {png}")
+    return 0

@@ -1,0 +1,81 @@
+"""The PNGs the benchmarks write (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def latency_histograms(report: dict, raw: dict[int, np.ndarray], path: Path) -> Path:
+    """Histogram of per-block compute (log ms) per latency setting, the block's deadline drawn in."""
+    plt = _pyplot()
+    settings = report["settings"]
+    fig, axes = plt.subplots(len(settings), 1, figsize=(8, 2.4 * len(settings)), squeeze=False)
+    for ax, (i, s) in zip(axes[:, 0], enumerate(settings)):
+        ms = raw[i] / 1e6
+        top = max(ms.max(), s["block_ms"]) * 1.5
+        ax.hist(ms, bins=np.geomspace(max(ms.min() * 0.8, 1e-4), top, 80), color="tab:blue")
+        ax.axvline(s["block_ms"], color="tab:red", label=f"deadline {s['block_ms']:g} ms")
+        ax.axvline(s["compute"]["p99_ms"], color="tab:orange", ls="--", label=f"p99 {s['compute']['p99_ms']:.3f} ms")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{Path(s['model']).name}: {s['block_frames']}-frame blocks, {s['threads']} thread(s), "
+                     f"{s['device']}", fontsize=9)
+        ax.set_ylabel("blocks")
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("compute per block (ms, whole pipeline)")
+    fig.suptitle(report["machine"]["cpu"], fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _shown_system(outputs: dict) -> str:
+    """The model's output when there is one, else the last baseline."""
+    return next((n for n in outputs if n.startswith("model")), list(outputs)[-1])
+
+
+def quality_figure(kept: list, path: Path) -> Path | None:
+    """Per kept trial: log-mel of source, converted and target, and their F0 tracks; None without trials."""
+    from benchmarks.features import FRAME_MS, f0_track
+    from engine.features import log_mel_offline
+    from engine.signal import SignalSpec
+
+    if not kept:
+        return None
+    plt, spec = _pyplot(), SignalSpec()
+    fig, axes = plt.subplots(len(kept), 4, figsize=(16, 2.6 * len(kept)), squeeze=False)
+    for row, (trial, audio, outputs) in zip(axes, kept):
+        name = _shown_system(outputs)
+        signals = {"source": audio["source"], name: outputs[name], "target": audio["target"]}
+        for ax, (label, x) in zip(row, signals.items()):
+            ax.imshow(log_mel_offline(x, spec), origin="lower", aspect="auto", cmap="magma",
+                      extent=(0, x.size / spec.sample_rate, 0, spec.n_mels))
+            ax.set_title(f"{label} ({trial.emotion}, {trial.source.utt_id})", fontsize=8)
+            ax.set_ylabel("mel bin", fontsize=7)
+        for label, x in signals.items():
+            f0 = f0_track(x)
+            ax = row[3]
+            ax.plot(np.arange(f0.size) * FRAME_MS / 1000, np.where(f0 > 0, f0, np.nan), label=label, lw=1)
+        row[3].set_title("F0 (Hz, DIO)", fontsize=8)
+        row[3].legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)", fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
