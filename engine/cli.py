@@ -1,8 +1,8 @@
 """The `evc` command: a parser per subcommand, each handler calling library code.
 
-Each package contributes its subcommands through `register(subparsers)` in its own
-`cli.py`, which imports nothing heavy at module level, so `evc --help` and the
-runtime commands never import torch.
+Each module in _REGISTRARS contributes subcommands through `register(subparsers)`
+and imports nothing heavy at module level, so `evc --help` and the runtime commands
+never import torch; a package that is not installed simply contributes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Optional
 
 from engine.errors import EVCError
 
-_REGISTRARS = ("engine.commands", "training.cli", "training.cli_train", "export.cli", "benchmarks.cli")
+_REGISTRARS = ("engine.cli_files", "engine.cli_live", "training.cli", "training.cli_train", "export.cli",
+               "benchmarks.cli")
 
 _EXTRA_FOR = {"torch": "train", "onnx": "train", "espeakng_loader": "train",
               "sklearn": "bench", "matplotlib": "bench"}

@@ -29,6 +29,7 @@ from training.checkpoint import load_checkpoint, load_weights, rng_state, save_c
 from training.config import StageConfig, TrainConfig
 from training.data.batches import VALIDATION, MelCorpus, draw_batch
 from training.logger import RunLogger
+from training.progress import progress as show_progress
 from training.stages import Stage1, Stage2, VocoderDiscriminator, VocoderGenerator
 
 STAGE_NETWORKS = {
@@ -230,7 +231,7 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
     start, run_id = _resume(out / "last.pt", stage, models, groups, spec)
     run_id = run_id or f"{cfg.name}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     log = RunLogger(out, enabled=d.main)
-    bar = _progress(range(start, scfg.steps), stage, enabled=progress and d.main)
+    bar = show_progress(range(start, scfg.steps), progress and d.main, desc=stage)
     for step in bar:
         batch = draw_batch(train_set, scfg.batch_size, scfg.segment_frames, cfg.seed, step, d.rank).to(dev)
         values = train_step(groups, batch, scfg, dev)
@@ -253,16 +254,6 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
         dist.barrier()
     log.close()
     return result
-
-
-def _progress(steps, stage: str, enabled: bool):
-    if not enabled:
-        return steps
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return steps
-    return tqdm(steps, desc=stage, dynamic_ncols=True)
 
 
 def _postfix(bar, values: dict[str, float]) -> None:

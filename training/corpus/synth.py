@@ -26,6 +26,7 @@ from engine.signal import EMOTIONS
 from training.corpus.profiles import PROFILES, SAMPLE_RATE, SPEAKERS, render, ssml
 from training.corpus.sentences import sentences
 from training.data.esd import split_of
+from training.progress import progress as show_progress
 
 VERSION = 1
 FIRST_SPEAKER = 11
@@ -71,16 +72,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise EVCError(f"{out} is not empty: choose a new directory or pass --overwrite")
 
 
-def _progress(it, total: int, enabled: bool):
-    if not enabled:
-        return it
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return it
-    return tqdm(it, total=total, desc="synthesising", unit="utt")
-
-
 def synthesize_corpus(out: str | Path, speakers: int, sentences_per_emotion: int, seed: int = 0,
                       jobs: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
     """Write the corpus into `out` (see the module docstring) and return its path."""
@@ -95,7 +86,8 @@ def synthesize_corpus(out: str | Path, speakers: int, sentences_per_emotion: int
              for s in range(speakers) for e in range(len(EMOTIONS)) for p in range(1, m + 1)]
     jobs = jobs or os.cpu_count() or 1
     with get_context("spawn").Pool(jobs) as pool:
-        rows = list(_progress(pool.imap_unordered(_job, tasks, chunksize=8), len(tasks), progress))
+        rows = list(show_progress(pool.imap_unordered(_job, tasks, chunksize=8), progress,
+                                  total=len(tasks), desc="synthesising", unit="utt"))
     rows.sort(key=lambda r: r["utt_id"])
     with open(out / "metadata.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
