@@ -1,6 +1,7 @@
 """Subcommands of the 'benchmarks' package, registered into `evc` by engine.cli.
 
     evc bench latency   per-block compute, RTF and stage shares per (block size, threads)
+    evc bench e2e       end-to-end delay through a private PulseAudio server
     evc bench quality   MCD, emotion accuracy, strength, speaker similarity, F0 on a corpus
 """
 
@@ -16,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="bench", metavar="BENCH")
     kinds.required = True
     _latency(kinds.add_parser("latency", help="per-block compute of the streaming pipeline, RTF, stage shares"))
+    _e2e(kinds.add_parser("e2e", help="end-to-end delay through a private PulseAudio server"))
     _quality(kinds.add_parser("quality", help="objective conversion quality against baselines on a corpus"))
 
 
@@ -56,6 +58,14 @@ def _latency(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=_positive, default=200, help="untimed blocks first (default 200)")
     p.add_argument("--out", default="bench-out/latency", metavar="DIR", help="where latency.json/.png go")
     p.set_defaults(func=_handler("benchmarks.latency"))
+
+
+def _e2e(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="DIR", help="exported model directory (default: engine.yaml)")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of each run, bypass and conversion (default 60)")
+    p.add_argument("--period", type=float, default=1.0, help="seconds between clicks (default 1)")
+    p.add_argument("--out", default="bench-out/e2e", metavar="DIR", help="where e2e.json/.png go")
+    p.set_defaults(func=_handler("benchmarks.e2e"))
 
 
 def _quality(p: argparse.ArgumentParser) -> None:

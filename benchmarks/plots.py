@@ -79,3 +79,28 @@ def quality_figure(kept: list, path: Path) -> Path | None:
         ax.set_xlabel("time (s)", fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def e2e_figure(report: dict, path: Path) -> Path:
+    """Per run (bypass, conversion): each burst's delay over the run, and their histogram."""
+    plt = _pyplot()
+    runs = report["runs"]
+    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 2.6 * len(runs)), squeeze=False)
+    for (left, right), r in zip(axes, runs):
+        found = [b for b in r["bursts"] if b["delay_ms"] is not None]
+        t0 = r["bursts"][0]["capture_s"] if r["bursts"] else 0.0
+        left.plot([b["capture_s"] - t0 for b in found], [b["delay_ms"] for b in found], ".", ms=4)
+        left.set_title(f"{r['mode']}: {len(found)}/{len(r['bursts'])} bursts found, xruns {r['xruns']['total']}",
+                       fontsize=9)
+        left.set_ylabel("delay (ms)")
+        if found:
+            right.hist([b["delay_ms"] for b in found], bins=40)
+        else:
+            left.text(0.5, 0.5, "no burst found in the output", transform=left.transAxes, ha="center")
+        right.axvline(report["algorithmic_latency_ms"], color="tab:red", label="algorithmic latency")
+        right.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("time in run (s)")
+    axes[-1, 1].set_xlabel("delay (ms)")
+    fig.suptitle(f"{report['machine']['cpu']}: microphone to speaker through PulseAudio", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

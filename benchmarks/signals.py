@@ -27,23 +27,24 @@ def probe_speech(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
 
 
 def click_train(seconds: float, period_s: float, sr: int = 16000, first_s: float = 0.5,
-                click_ms: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """Short Hann-windowed noise bursts every period_s: ((N,) float32, (K,) int64 burst start samples).
+                click_ms: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+    """Short noise bursts every period_s, each a different one: ((N,) float32, (K,) int64 start samples).
 
-    A noise burst, unlike a single-sample impulse, survives a vocoder or a resampler
-    with enough energy to stand out, and its autocorrelation has one sharp peak.
+    Burst k is click(k): a noise burst, unlike a single-sample impulse, survives a vocoder
+    or a resampler with energy to spare, and since no two bursts are alike each can be
+    found by cross-correlation even when it arrives after the next one was sent.
     """
     n = int(round(seconds * sr))
     starts = np.arange(int(first_s * sr), n - int(period_s * sr) // 2, int(round(period_s * sr)), dtype=np.int64)
-    burst = click(sr, click_ms)
     x = np.zeros(n, np.float32)
-    for s in starts:
+    for k, s in enumerate(starts):
+        burst = click(k, sr, click_ms)
         x[s:s + burst.size] = burst[: n - s]
     return x, starts
 
 
-def click(sr: int = 16000, ms: float = 2.0) -> np.ndarray:
-    """The burst of click_train: (round(ms * sr / 1000),) float32, peak 0.8, fixed seed."""
+def click(k: int, sr: int = 16000, ms: float = 20.0) -> np.ndarray:
+    """Burst k of click_train: Hann-windowed white noise, (round(ms * sr / 1000),) float32, peak 0.8."""
     m = max(1, int(round(ms * sr / 1000)))
-    burst = np.random.default_rng(1234).standard_normal(m) * np.hanning(m + 2)[1:-1]
+    burst = np.random.default_rng([1234, k]).standard_normal(m) * np.hanning(m + 2)[1:-1]
     return (0.8 * burst / max(1e-9, np.abs(burst).max())).astype(np.float32)
