@@ -128,8 +128,9 @@ def run_once(pa, session, seconds: float, period: float) -> dict:
         finally:
             stats = session.stop()
     finally:
-        recording, t_first = recorder.stop()
-    bursts = burst_delays(recording, t_first, [pa.mic.capture_time(first + int(s)) for s in starts], pa.rate, period)
+        recording = recorder.stop()
+    captures = [pa.mic.capture_time(first + int(s)) for s in starts]
+    bursts = burst_delays(recording, recorder.started_at, captures, pa.rate, period)
     return {"mode": "bypass" if stats["bypass"] else "conversion", "seconds": seconds,
             "delay": _delay_summary(bursts), "bursts": bursts, "xruns": stats["xruns"], "late": stats["late"],
             "dropped": stats["dropped"], "blocks": stats["blocks"], "engine_estimate_ms": stats["latency_ms"],
@@ -184,9 +185,9 @@ def table(report: dict) -> str:
 
 def why_not(model: Path | None) -> str | None:
     """Why the benchmark cannot run on this machine (no PulseAudio, no PortAudio), or None."""
-    from benchmarks.pulse import pulse_missing
+    from benchmarks.pulse import unavailable
 
-    missing = pulse_missing()
+    missing = unavailable()
     if missing:
         return missing
     try:

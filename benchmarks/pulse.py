@@ -3,22 +3,31 @@
     Mic (writer thread) ─s16le─► FIFO ─► module-pipe-source "mic"  ─► PortAudio input
     PortAudio output ─► module-null-sink "spk" ─► spk.monitor ─► parec ─► Recorder
 
-The server runs as this user from a temporary directory (its socket, pid file, cookie
-and log live there), so it never touches a desktop's sound server; `activate()` points
-this process's PulseAudio clients (PortAudio through ALSA's pulse plugin) at it.
+The server is our child process (foreground, so stop() ends exactly it), runs from a
+temporary directory (socket, cookie, state and log live there) and never touches a
+desktop's sound server. `env` reaches it from client subprocesses; `activate()` points
+this process's clients (PortAudio through ALSA's pulse plugin) at it and makes
+PortAudio, which lists devices once at initialisation, look again.
+
+Facts checked with PulseAudio 16.1 on Debian 12, as root: module-pipe-source creates
+its FIFO (and fails if the path exists); it delivers nothing while nobody writes, so
+the Mic writes silence all the time; with no recording client it stops reading, and
+the backlog would reach the next client (see _config).
 
 Time: the Mic writes one chunk per `chunk` samples of wall-clock time, each at the end
 of the interval it covers, as a sound card delivers a microphone's samples; sample j
-is "captured" at `mic.t0 + j / rate` (time.monotonic). The Recorder stamps every read
-of parec's output; sample i of the recording was played no later than the read that
-delivered it, and `t_first`, the earliest such bound moved back to sample 0, places
-the recording on the same clock. Latency = play time - capture time.
+is "captured" at `mic.capture_time(j) = mic.t0 + j / rate` (time.monotonic). The
+Recorder stamps every read of parec's output; a sample is read no earlier than it is
+played, so the earliest read time moved back to sample 0, `started_at`, places the
+recording on the same clock. Latency = play time - capture time.
 
-Used by `evc bench e2e` and by the live-audio tests (which import it from here).
+The one harness: `evc bench e2e` and the live-audio tests both use it.
 """
 
 from __future__ import annotations
 
+import ctypes.util
+import glob
 import os
 import shutil
 import signal
@@ -37,13 +46,20 @@ START_TIMEOUT_S = 10.0
 INSTALL_HINT = "install pulseaudio and pulseaudio-utils (Debian/Ubuntu: apt-get install pulseaudio pulseaudio-utils)"
 
 
-def pulse_missing() -> str | None:
-    """Why no private PulseAudio server can run here, or None when it can."""
+def unavailable() -> str | None:
+    """Why a private PulseAudio server cannot serve PortAudio here, or None when it can."""
     missing = [b for b in ("pulseaudio", "pactl", "parec") if shutil.which(b) is None]
-    return f"{', '.join(missing)} not found: {INSTALL_HINT}" if missing else None
+    if missing:
+        return f"{', '.join(missing)} not found: {INSTALL_HINT}"
+    if ctypes.util.find_library("portaudio") is None:
+        return "the PortAudio library is not found (Debian/Ubuntu: apt-get install libportaudio2)"
+    if not glob.glob("/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so") + glob.glob(
+            "/usr/lib/alsa-lib/libasound_module_pcm_pulse.so"):
+        return "ALSA's pulse plugin is not found (Debian/Ubuntu: apt-get install libasound2-plugins)"
+    return None
 
 
-def _config(fifo: Path, rate: int) -> str:
+def _config(fifo: Path, socket: Path, rate: int) -> str:
     """The server's startup script.
 
     A pipe source with no recording client stops reading its FIFO, which then fills with
@@ -60,7 +76,7 @@ def _config(fifo: Path, rate: int) -> str:
         f"load-module module-loopback source={SOURCE} sink=drain latency_msec=20",
         f"set-default-sink {SINK}",
         f"set-default-source {SOURCE}",
-        "load-module module-native-protocol-unix auth-anonymous=1",
+        f"load-module module-native-protocol-unix auth-anonymous=1 socket={socket}",
         "",
     ])
 
@@ -81,26 +97,23 @@ class Mic:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._started = threading.Event()
+        self._fd = os.open(fifo, os.O_WRONLY)
         self._thread = threading.Thread(target=self._run, name="pulse-mic", daemon=True)
-
-    def start(self) -> Mic:
         self._thread.start()
-        if not self._started.wait(START_TIMEOUT_S):
-            raise EVCError(f"could not open the PulseAudio pipe source's FIFO {self.fifo}")
-        return self
+        self._started.wait()
 
     def _run(self) -> None:
-        fd = os.open(self.fifo, os.O_WRONLY)
+        self.t0 = time.monotonic()
+        self._started.set()
         try:
-            self.t0 = time.monotonic()
-            self._started.set()
             while not self._stop.is_set():
-                self._tick(fd)
-        finally:
-            os.close(fd)
+                self._tick()
+        except OSError:  # the server went away: nothing left to feed
+            return
 
-    def _tick(self, fd: int) -> None:
-        """Write the next chunk at the end of the interval it covers."""
+    def _tick(self) -> None:
+        """Write the next chunk at the end of the interval it covers (absolute deadlines: a late
+        wake-up is caught up, so the rate stays exact)."""
         wait = self.t0 + (self.written + self.chunk) / self.rate - time.monotonic()
         if wait > 0:
             time.sleep(wait)
@@ -108,20 +121,25 @@ class Mic:
             self.late_writes += 1
         with self._lock:
             x, self._queue = self._queue[: self.chunk], self._queue[self.chunk:]
-        os.write(fd, to_pcm16(np.pad(x, (0, self.chunk - x.size))))
+        os.write(self._fd, to_pcm16(np.pad(x, (0, self.chunk - x.size))))
         self.written += self.chunk
 
-    def play(self, x: np.ndarray) -> int:
-        """Queue (N,) float32 after what is queued; returns the index of its first sample."""
+    def play(self, audio: np.ndarray) -> int:
+        """Queue (N,) float32 after what is queued; returns the index of its first sample
+        (capture_time(index) is when it is 'spoken')."""
         with self._lock:
             start = self.written + self._queue.size
-            self._queue = np.concatenate([self._queue, np.asarray(x, np.float32)])
+            self._queue = np.concatenate([self._queue, np.asarray(audio, np.float32)])
         return start
 
-    def wait(self) -> None:
-        """Until everything queued has been written."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once everything queued has been written (False when timeout seconds pass first)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._queue.size:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
             time.sleep(self.chunk / self.rate)
+        return True
 
     def capture_time(self, sample: int) -> float:
         """time.monotonic() at which sample index `sample` was captured."""
@@ -129,122 +147,137 @@ class Mic:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+
+    def close(self) -> None:
+        """After the server is gone, so that a write blocked on a full pipe has returned."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        os.close(self._fd)
 
 
 class Recorder:
-    """parec on the speaker's monitor, read in a thread that stamps every read."""
+    """parec of the speaker's monitor into memory; `started_at` places it on time.monotonic()."""
 
     def __init__(self, env: dict, rate: int, latency_ms: int = 10):
         cmd = ["parec", f"--device={SINK}.monitor", f"--rate={rate}", "--channels=1", "--format=s16le", "--raw",
                f"--latency-msec={latency_ms}"]
         self.rate = rate
+        self.started_at = float("inf")
+        self._data = bytearray()
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        self._chunks: list[bytes] = []
-        self._bounds: list[float] = []
         self._thread = threading.Thread(target=self._read, name="pulse-recorder", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
-        n = 0
+        fd = self._proc.stdout.fileno()
         while True:
-            data = self._proc.stdout.read1(4096)
-            if not data:
+            chunk = os.read(fd, 4096)
+            if not chunk:
                 return
-            stamp = time.monotonic()
-            self._chunks.append(data)
-            n += len(data) // 2
-            self._bounds.append(stamp - n / self.rate)
+            self._data += chunk
+            # data arrives late, never early: each read bounds the time of sample 0 from above
+            self.started_at = min(self.started_at, time.monotonic() - len(self._data) // 2 / self.rate)
 
-    def stop(self) -> tuple[np.ndarray, float]:
-        """(recording (N,) float32, monotonic time of its sample 0)."""
-        self._proc.send_signal(signal.SIGTERM)
+    def stop(self) -> np.ndarray:
+        """Stop recording; the recording, (N,) float32."""
+        self._proc.terminate()
         self._proc.wait(timeout=5.0)
         self._thread.join(timeout=5.0)
-        raw = b"".join(self._chunks)
-        x = np.frombuffer(raw[: len(raw) // 2 * 2], "<i2").astype(np.float32) / 32767.0
-        if not self._bounds:
+        if not self._data:
             raise EVCError("the PulseAudio recorder (parec) delivered nothing")
-        return x, min(self._bounds)
+        n = len(self._data) // 2
+        return np.frombuffer(bytes(self._data[: 2 * n]), "<i2").astype(np.float32) / 32768.0
 
 
 class PulseServer:
-    """Start with `with PulseServer() as pa:`; pa.mic, pa.record(), pa.activate()."""
+    """A private server as our child process: `with PulseServer() as pa:`, then pa.mic, pa.record(),
+    pa.env (the environment for client subprocesses) or pa.activate() (for this process)."""
 
     def __init__(self, rate: int = 16000, chunk: int = 160):
         self.rate, self.chunk = rate, chunk
         self.dir: Path | None = None
         self.mic: Mic | None = None
-        self._pid: int | None = None
+        self._proc: subprocess.Popen | None = None
         self._saved_env: dict | None = None
 
     @property
-    def env(self) -> dict:
-        """Variables that point PulseAudio clients at this server."""
-        run = self.dir / "run"
-        return {"PULSE_RUNTIME_PATH": str(run), "PULSE_SERVER": f"unix:{run / 'native'}"}
+    def pulse_env(self) -> dict:
+        """The variables that point PulseAudio clients at this server."""
+        return {"PULSE_RUNTIME_PATH": str(self.dir / "runtime"), "PULSE_STATE_PATH": str(self.dir / "state"),
+                "PULSE_SERVER": f"unix:{self.dir / 'native'}"}
 
-    def start(self) -> PulseServer:
-        why = pulse_missing()
+    @property
+    def env(self) -> dict:
+        """This process's environment with pulse_env, for client subprocesses."""
+        return {**os.environ, **self.pulse_env}
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> PulseServer:
+        why = unavailable()
         if why:
             raise EVCError(f"no PulseAudio: {why}")
         self.dir = Path(tempfile.mkdtemp(prefix="evc-pulse-"))
         try:
-            self._launch()
-            self.mic = Mic(self.dir / "mic.fifo", self.rate, self.chunk).start()
+            self._launch(timeout)
+            self.mic = Mic(self.dir / "mic.fifo", self.rate, self.chunk)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _launch(self) -> None:
-        (self.dir / "run").mkdir(mode=0o700)
+    def _launch(self, timeout: float) -> None:
+        """Run the server in the foreground as our child, so that stop() ends exactly that process."""
+        for sub in ("runtime", "state", "home"):
+            (self.dir / sub).mkdir(mode=0o700)
         config = self.dir / "server.pa"
-        config.write_text(_config(self.dir / "mic.fifo", self.rate))
-        env = {**os.environ, **self.env, "HOME": str(self.dir)}  # its cookie and state stay in our directory
-        cmd = ["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "--disallow-exit", "-n", "-F", str(config),
-               f"--log-target=file:{self.dir / 'pulse.log'}"]
-        subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-        pid_file = self.dir / "run" / "pid"
-        if pid_file.is_file():
-            self._pid = int(pid_file.read_text().split()[0])
-        self._wait_for_source()
-
-    def _wait_for_source(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            out = subprocess.run(["pactl", "list", "short", "sources"], env={**os.environ, **self.env},
-                                 capture_output=True, text=True, timeout=10)
-            if out.returncode == 0 and any(line.split("\t")[1:2] == [SOURCE] for line in out.stdout.splitlines()):
-                return
+        config.write_text(_config(self.dir / "mic.fifo", self.dir / "native", self.rate))
+        env = {**self.env, "HOME": str(self.dir / "home")}  # its cookie stays in our directory
+        env.pop("DBUS_SESSION_BUS_ADDRESS", None)  # never register with a desktop session
+        self._proc = subprocess.Popen(
+            ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "-F", str(config), "--use-pid-file=no",
+             "--realtime=no", "--high-priority=no", f"--log-target=file:{self.dir / 'server.log'}"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise EVCError(f"the private PulseAudio server did not come up: {self.log_tail()}")
             time.sleep(0.1)
-        raise EVCError(f"the private PulseAudio server did not come up: {self.log_tail()}")
+
+    def _ready(self) -> bool:
+        if not (self.dir / "mic.fifo").exists():
+            return False
+        out = subprocess.run(["pactl", "list", "short", "sources"], env=self.env, capture_output=True, text=True,
+                             timeout=10)
+        return out.returncode == 0 and f"\t{SOURCE}\t" in out.stdout
+
+    def log(self) -> str:
+        path = self.dir / "server.log" if self.dir else None
+        return path.read_text(errors="replace")[-4000:] if path and path.is_file() else "(no log)"
 
     def log_tail(self, lines: int = 3) -> str:
-        log = self.dir / "pulse.log" if self.dir else None
-        if log is None or not log.is_file():
-            return "no log"
-        errors = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("E:")]
+        """The server log's last error lines, on one line."""
+        errors = [line for line in self.log().splitlines() if line.startswith("E:")]
         return " | ".join(errors[-lines:]) or "no error logged"
 
     def activate(self) -> None:
         """Point this process's PulseAudio clients here and make PortAudio rescan its devices."""
         if self._saved_env is None:
-            self._saved_env = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
+            self._saved_env = {k: os.environ.get(k) for k in self.pulse_env}
+        os.environ.update(self.pulse_env)
         _reinit_portaudio()
 
     def record(self) -> Recorder:
-        return Recorder({**os.environ, **self.env}, self.rate)
+        return Recorder(self.env, self.rate)
 
     def stop(self) -> None:
         if self.mic is not None:
             self.mic.stop()
-            self.mic = None
         self._restore_env()
-        if self._pid is not None:
-            _terminate(self._pid)
-            self._pid = None
+        if self._proc is not None:
+            _end(self._proc)
+            self._proc = None
+        if self.mic is not None:
+            self.mic.close()
+            self.mic = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
@@ -277,16 +310,12 @@ def _reinit_portaudio() -> None:
     sd._initialize()
 
 
-def _terminate(pid: int) -> None:
-    """SIGTERM the daemon we started, by its pid; wait up to 5 s for it to go."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
+def _end(proc: subprocess.Popen) -> None:
+    """SIGTERM our server child; SIGKILL it if it has not gone within 5 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from benchmarks import e2e
-from benchmarks.pulse import pulse_missing
 from benchmarks.signals import click, click_train
 from engine.cli import main
 from engine.signal import SignalSpec
@@ -55,7 +54,7 @@ def test_a_burst_without_its_waveform_is_found_by_its_envelope():
 
 
 def test_skips_with_a_message_where_pulseaudio_is_absent(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("benchmarks.pulse.pulse_missing", lambda: "pulseaudio not found: install it")
+    monkeypatch.setattr("benchmarks.pulse.unavailable", lambda: "pulseaudio not found: install it")
     model = write_toy_model(tmp_path / "toy", SignalSpec())
     assert main(["bench", "e2e", "--model", str(model), "--out", str(tmp_path / "out")]) == 0
     assert "skipped: pulseaudio not found" in capsys.readouterr().out
@@ -65,8 +64,6 @@ def test_skips_with_a_message_where_pulseaudio_is_absent(tmp_path, monkeypatch, 
 @pytest.mark.audio
 @pytest.mark.slow
 def test_bypass_and_conversion_through_pulseaudio(tmp_path, capsys):
-    if pulse_missing():
-        pytest.skip(pulse_missing())
     if e2e.why_not(None):
         pytest.skip(e2e.why_not(None))
     model = write_toy_model(tmp_path / "toy", SignalSpec())
