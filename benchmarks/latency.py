@@ -5,10 +5,10 @@ For every (model, intra-op threads) setting it measures, after a warm-up:
 * StreamingConverter.process (frontend + step graph + bookkeeping), one
   perf_counter_ns pair per block: p50/p95/p99/max, mean, RTF = mean compute / block
   duration, and how many blocks missed their deadline (compute > block duration);
-* in a second pass over the same audio, the converter's own frontend
-  (StreamingLogMel.process) and step runner (StepRunner.run) called directly, each
-  timed alone; "rest" (embedding fade, dry delay line, mixing, timing) is the mean of
-  the whole minus the two, since the engine exposes no hook inside process().
+* right after each such call, the converter's own frontend (StreamingLogMel.process)
+  and step runner (StepRunner.run) called directly on the same block, each timed
+  alone; "rest" (embedding fade, dry delay line, mixing, timing) is the mean of the
+  whole minus the two, since the engine exposes no hook inside process().
 
 A model is exported for one block size: `--model` may be given once per block size,
 and a `--blocks` value no model serves is skipped with a note (re-export with
@@ -62,33 +62,29 @@ def _blocks(block_samples: int, n: int) -> np.ndarray:
     return np.ascontiguousarray(audio[: per * block_samples].reshape(per, block_samples)[idx])
 
 
-def time_process(converter, blocks: np.ndarray, warmup: int) -> np.ndarray:
-    """ns per converter.process call over blocks (after `warmup` untimed ones), (n,) int64."""
+def time_blocks(converter, blocks: np.ndarray, warmup: int) -> dict[str, np.ndarray]:
+    """ns per block, each (n,) int64: "total" of converter.process, and, for the same block right
+    after it, "frontend" (its StreamingLogMel.process) and "step" (its StepRunner.run).
+
+    Interleaved block by block, so that both see the same machine: timed in separate
+    passes, a change in background load between them would show up as a stage share.
+    Calling the frontend and runner directly advances their state a second time per
+    block, which changes the audio but not the cost (no data-dependent branches).
+    """
+    frontend, runner, embedding = converter.frontend, converter.runner, converter.embedding
     for block in blocks[:warmup]:
         converter.process(block)
-    ns = np.empty(len(blocks), np.int64)
-    clock = time.perf_counter_ns
-    for i, block in enumerate(blocks):
-        start = clock()
-        converter.process(block)
-        ns[i] = clock() - start
-    return ns
-
-
-def time_stages(converter, blocks: np.ndarray, warmup: int) -> dict[str, np.ndarray]:
-    """ns per frontend call and per step-graph call, each (n,) int64, over the same blocks."""
-    frontend, runner = converter.frontend, converter.runner
-    embedding = converter.embedding
-    for block in blocks[:warmup]:
         runner.run(frontend.process(block), embedding)
-    out = {"frontend": np.empty(len(blocks), np.int64), "step": np.empty(len(blocks), np.int64)}
+    out = {k: np.empty(len(blocks), np.int64) for k in ("total", "frontend", "step")}
     clock = time.perf_counter_ns
     for i, block in enumerate(blocks):
         t0 = clock()
-        mel = frontend.process(block)
+        converter.process(block)
         t1 = clock()
+        mel = frontend.process(block)
+        t2 = clock()
         runner.run(mel, embedding)
-        out["frontend"][i], out["step"][i] = t1 - t0, clock() - t1
+        out["total"][i], out["frontend"][i], out["step"][i] = t1 - t0, t2 - t1, clock() - t2
     return out
 
 
@@ -102,14 +98,21 @@ def summarize(ns: np.ndarray, block_ms: float) -> dict:
 
 
 def stage_shares(total: np.ndarray, stages: dict[str, np.ndarray]) -> dict:
-    """Mean ms and share of the whole per stage; rest = mean(total) - the stages' means (>= 0)."""
-    whole = total.mean() / 1e6
-    out = {name: {"mean_ms": float(ns.mean() / 1e6), "p50_ms": float(np.median(ns) / 1e6),
-                  "p99_ms": float(np.percentile(ns, 99) / 1e6)} for name, ns in stages.items()}
-    rest = max(0.0, whole - sum(s["mean_ms"] for s in out.values()))
-    out["rest"] = {"mean_ms": rest}
+    """Per stage: mean, p50 and p99 ms, and its share of the whole block at the median.
+
+    Shares use medians: a block preempted by another process (4 ms on a busy machine)
+    lands in one stage at random and would move mean-based shares by tens of percent.
+    rest = median(total) - the stages' medians (>= 0).
+    """
+    def ms(ns: np.ndarray) -> dict:
+        return {"mean_ms": float(ns.mean() / 1e6), "p50_ms": float(np.median(ns) / 1e6),
+                "p99_ms": float(np.percentile(ns, 99) / 1e6)}
+
+    whole = float(np.median(total) / 1e6)
+    out = {name: ms(ns) for name, ns in stages.items()}
+    out["rest"] = {"p50_ms": max(0.0, whole - sum(s["p50_ms"] for s in out.values()))}
     for s in out.values():
-        s["share"] = s["mean_ms"] / whole if whole > 0 else 0.0
+        s["share"] = s["p50_ms"] / whole if whole > 0 else 0.0
     return out
 
 
@@ -119,16 +122,14 @@ def measure(cfg, setting: Setting, provider: str | None, n: int, warmup: int) ->
 
     conv = StreamingConverter(model_config(cfg, setting.model_dir, setting.threads, provider), quiet=True)
     conv.set_embedding(np.random.default_rng(0).standard_normal(conv.manifest.embedding_dim).astype(np.float32))
-    blocks = _blocks(conv.block_samples, n)
-    total = time_process(conv, blocks, warmup)
-    conv.reset()
-    stages = time_stages(conv, blocks, warmup)
+    times = time_blocks(conv, _blocks(conv.block_samples, n), warmup)
+    total = times.pop("total")
     spec = conv.spec
     result = {"model": str(setting.model_dir), "block_frames": spec.block_frames, "block_ms": spec.block_ms,
               "threads": setting.threads, "provider_requested": provider or "engine.yaml",
               "device": conv.sessions.device, "provider_notes": conv.sessions.notes,
               "algorithmic_latency_ms": conv.latency_ms, "warmup_blocks": warmup,
-              "compute": summarize(total, spec.block_ms), "stages": stage_shares(total, stages)}
+              "compute": summarize(total, spec.block_ms), "stages": stage_shares(total, times)}
     return result, total
 
 
@@ -145,7 +146,8 @@ def run(models: list[Path], threads: list[int], blocks: list[int] | None, provid
         results.append(result)
     report = {"benchmark": "latency", "machine": machine(), "timer": "time.perf_counter_ns",
               "settings": results, "skipped": notes,
-              "rest_is": "mean(process) - mean(frontend) - mean(step), stages timed in a second pass"}
+              "rest_is": "median(process) - median(frontend) - median(step); the stages are timed on the same "
+                         "block right after process(), interleaved; shares are of median(process)"}
     return report, raw
 
 
@@ -173,7 +175,7 @@ def cmd(args) -> int:
         print(f"note: {note}")
     print(machine_line(report["machine"]))
     print(f"per-block compute in ms over {args.n} blocks after {args.warmup} warm-up blocks "
-          "(whole StreamingConverter.process); shares from a separate pass")
+          "(whole StreamingConverter.process); stage shares of its median")
     print(table(report))
     for note in dict.fromkeys(n for s in report["settings"] for n in s["provider_notes"]):
         print(f"note: {note}")

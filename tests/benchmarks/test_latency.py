@@ -28,10 +28,11 @@ def _check_setting(s: dict, n: int) -> None:
     assert s["block_ms"] == 10.0 * s["block_frames"]
     assert s["algorithmic_latency_ms"] >= s["block_ms"]
     shares = s["stages"]
-    assert all(shares[k]["mean_ms"] >= 0 for k in ("frontend", "step", "rest"))
-    assert shares["frontend"]["mean_ms"] > 0 and shares["step"]["mean_ms"] > 0
+    assert shares["frontend"]["p50_ms"] > 0 and shares["step"]["p50_ms"] > 0 and shares["rest"]["p50_ms"] >= 0
+    for k in ("frontend", "step"):
+        assert 0 < shares[k]["p50_ms"] <= shares[k]["p99_ms"] and shares[k]["mean_ms"] > 0
     total = sum(shares[k]["share"] for k in ("frontend", "step", "rest"))
-    assert total == pytest.approx(1.0) or (shares["rest"]["mean_ms"] == 0 and total > 1.0)
+    assert total == pytest.approx(1.0) or (shares["rest"]["p50_ms"] == 0 and total > 1.0)
 
 
 def test_every_setting_of_the_toy_model(toys):
