@@ -1,0 +1,1 @@
+"""Recipes that build shipped artifacts (the bundled default model)."""
