@@ -32,10 +32,11 @@ from engine.errors import EVCError
 SETTLE_S = 2.5
 """Silence before the bursts, so that they measure the steady state: a duplex PortAudio
 stream on ALSA's pulse plugin was seen to make its first callback 1.8 s after start()."""
-TAIL_S = 1.0
 MAX_DELAY_S = 3.0
 """A burst's waveform is searched for from its capture time to this much later; its
 envelope, alike for all bursts, only up to 0.95 periods later."""
+TAIL_S = MAX_DELAY_S
+"""Recording goes on this long after the last burst, so that every burst's window is recorded."""
 MIN_CORRELATION = 0.5
 MIN_MARGIN = 0.2
 GUARD_MS = 20.0

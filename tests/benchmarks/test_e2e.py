@@ -73,7 +73,7 @@ def test_bypass_and_conversion_through_pulseaudio(tmp_path, capsys):
     bypass, conversion = report["runs"]
     assert (bypass["mode"], conversion["mode"]) == ("bypass", "conversion")
     assert bypass["delay"]["found"] >= bypass["delay"]["bursts"] - 1 >= 3
-    assert report["block_ms"] < bypass["delay"]["median_ms"] < 2000
+    assert report["block_ms"] < bypass["delay"]["median_ms"] < 1000 * e2e.MAX_DELAY_S
     for run in report["runs"]:
         assert run["xruns"]["total"] >= 0 and run["late"] >= 0 and run["dropped"] >= 0 and run["blocks"] > 50
     assert (out / "e2e.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
