@@ -185,6 +185,8 @@ def run_live(session, names: list[str], duration: Optional[float], stdin: TextIO
     reader = threading.Thread(target=_read_commands, args=(session, names, stdin, quit_event, show, duration),
                               name="evc-live-stdin", daemon=True)
     session.start()
+    for note in session.notes:
+        show(f"note: {note}")
     reader.start()
     try:
         _status_loop(session, quit_event, duration, show, tty)

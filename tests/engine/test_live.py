@@ -549,6 +549,7 @@ class FakeSession:
     def __init__(self):
         self.converter = StandIn()
         self.running, self.started, self.stopped = False, False, False
+        self.notes = ["the duplex stream started 300 ms behind its input: reopened as separate streams"]
 
     @property
     def bypass(self):
@@ -599,7 +600,7 @@ def test_run_live_reads_stdin_until_q_and_prints_a_summary():
     stats = cli_live.run_live(s, NAMES, None, io.StringIO("angry\n0.8\nb\nq\n"), err)
     assert s.stopped and stats["emotion"] == "angry" and stats["strength"] == 0.8 and stats["bypass"]
     lines = err.getvalue().splitlines()
-    assert lines == ["emotion angry", "strength 0.8", "bypass on", "live: summary"]
+    assert lines == [f"note: {s.notes[0]}", "emotion angry", "strength 0.8", "bypass on", "live: summary"]
 
 
 def test_run_live_quits_at_end_of_stdin_unless_a_duration_is_given():
