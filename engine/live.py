@@ -18,7 +18,7 @@ and the worker skips its converted version when it arrives, so lateness never ad
 delay.
 
 Start-up: PortAudio's ALSA host API through PulseAudio may start capturing up to
-0.6 s before the first callback; a duplex stream would keep that backlog as latency
+a second before the first callback; a duplex stream would keep that backlog as latency
 for good. So a duplex stream whose input lags is reopened as two streams, the output
 started first and the input only once output callbacks are paced. With two streams
 the output callback plays silence (not counted) until the first input arrives, and
@@ -354,7 +354,7 @@ class LiveSession:
         """Reset the converter, start the worker, open and start the stream(s).
 
         One duplex stream where the plan allows it, unless it starts with a backlog of
-        input (PortAudio's ALSA host API through PulseAudio starts capturing up to 0.6 s
+        input (PortAudio's ALSA host API through PulseAudio starts capturing up to 1 s
         before the first callback, and a duplex stream never catches up): then two
         streams, the output started first so that the input has no time to pile up.
         """
