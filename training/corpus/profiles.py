@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter, resample_poly
+from scipy.signal import bilinear, lfilter, resample_poly
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,15 @@ class Speaker:
     warp: float
 
 
+# Base pitches were calibrated (pyin median F0 of neutral speech) to spread the speakers
+# over about 85-125 Hz (m) and 160-225 Hz (f), a semitone or more apart, keeping espeak's
+# pitch parameter <= 65 so that emotions still have room to raise it (it saturates at 100).
+# Voices were picked for distinct MFCC statistics: en+f2 sat too close to en-us+f3.
 SPEAKERS: tuple[Speaker, ...] = (
-    Speaker("en-us+m3", 45, 1.00), Speaker("en-us+f3", 55, 1.00), Speaker("en+m1", 40, 0.94),
-    Speaker("en+f2", 60, 1.05), Speaker("en-us+m7", 50, 1.04), Speaker("en-us+f5", 48, 0.97),
-    Speaker("en+m5", 35, 0.96), Speaker("en+f4", 62, 1.07), Speaker("en-us+m2", 55, 0.92),
-    Speaker("en-us+f1", 52, 1.02), Speaker("en+m6", 42, 1.06), Speaker("en+f1", 58, 0.95),
+    Speaker("en-us+m3", 45, 1.00), Speaker("en-us+f3", 48, 1.00), Speaker("en+m1", 47, 0.94),
+    Speaker("en+steph", 63, 1.05), Speaker("en-us+m7", 57, 1.04), Speaker("en-us+f5", 38, 0.97),
+    Speaker("en+m5", 43, 0.96), Speaker("en+f4", 52, 1.07), Speaker("en-us+m2", 62, 0.92),
+    Speaker("en-us+f1", 37, 1.02), Speaker("en+m6", 65, 1.06), Speaker("en+f1", 60, 0.95),
 )
 
 
@@ -45,35 +49,49 @@ class Profile:
     tilt: float
 
 
-# espeak's SSML range saturates near +100% (its 0–100 range parameter), and a higher
+# espeak's SSML range saturates near +100% (its 0-100 range parameter), and a higher
 # pitch narrows the range measured in semitones: offsets stay inside what it renders.
+# Happy and Surprise share a high, wide pitch; Surprise is set apart by a much higher
+# level and a slower rate, Happy by a faster rate and a brighter tilt.
 PROFILES: dict[str, Profile] = {
     "Neutral": Profile(0, 0, 0, 0, 0),
-    "Angry": Profile(pitch=15, range=80, rate=15, gain_db=7, tilt=0.9),
-    "Happy": Profile(pitch=25, range=95, rate=10, gain_db=3, tilt=0.4),
+    "Angry": Profile(pitch=15, range=70, rate=15, gain_db=7, tilt=0.9),
+    "Happy": Profile(pitch=20, range=95, rate=12, gain_db=3, tilt=0.5),
     "Sad": Profile(pitch=-18, range=-65, rate=-28, gain_db=-7, tilt=-0.8),
-    "Surprise": Profile(pitch=45, range=95, rate=-5, gain_db=4, tilt=0.2),
+    "Surprise": Profile(pitch=65, range=95, rate=-8, gain_db=4, tilt=0.3),
 }
-TARGET_RMS_DB = -23.0
+TARGET_RMS_DB = -27.0  # leaves headroom for +7 dB (Angry) under a 0.98 peak
+TILT_DB, TILT_CENTRE_HZ = 12.0, 500.0
 SAMPLE_RATE = 16000
+
+
+def prosody(profile: Profile, strength: float) -> dict[str, int]:
+    """The whole-percent SSML offsets espeak receives at `strength` (what metadata records as used)."""
+    return {"pitch_pct": round(profile.pitch * strength), "range_pct": round(profile.range * strength),
+            "rate_pct": round(profile.rate * strength)}
 
 
 def ssml(text: str, profile: Profile, strength: float) -> str:
     """SSML asking espeak for the profile's pitch, range and rate at `strength`."""
-    def pct(v: float) -> str:
-        return f"{v * strength:+.0f}%"
-    return (f'<speak><prosody pitch="{pct(profile.pitch)}" range="{pct(profile.range)}" '
-            f'rate="{pct(profile.rate)}">{text}</prosody></speak>')
+    p = prosody(profile, strength)
+    return (f'<speak><prosody pitch="{p["pitch_pct"]:+d}%" range="{p["range_pct"]:+d}%" '
+            f'rate="{p["rate_pct"]:+d}%">{text}</prosody></speak>')
 
 
 def tilt_filter(x: np.ndarray, tilt: float) -> np.ndarray:
-    """First-order spectral tilt: pre-emphasis for tilt > 0 (brighter), one-pole low-pass for < 0 (darker)."""
-    if tilt > 0:
-        return lfilter([1.0, -0.85 * tilt], [1.0], x)
-    if tilt < 0:
-        a = 0.85 * -tilt
-        return lfilter([1.0 - a], [1.0, -a], x)
-    return x
+    """x: (N,) at 16 kHz. A first-order shelf centred at TILT_CENTRE_HZ: the band above it gains
+    tilt * TILT_DB dB over the band below (tilt > 0 brighter, < 0 darker).
+
+    A shelf rather than pre-emphasis: its effect is bounded (one number in dB) and the band of
+    the fundamental stays as it was, so loudness remains gain_db's alone. (pyin still tracks
+    fewer voiced frames in bright audio: low-pass below ~1 kHz before measuring F0.)
+    """
+    if tilt == 0:
+        return x
+    g = 10 ** (TILT_DB * tilt / 20)
+    w = 2 * np.pi * TILT_CENTRE_HZ
+    b, a = bilinear([np.sqrt(g) / w, 1.0], [1 / (np.sqrt(g) * w), 1.0], fs=SAMPLE_RATE)
+    return lfilter(b, a, x)
 
 
 def render(samples: np.ndarray, rate: int, speaker: Speaker, profile: Profile, strength: float) -> np.ndarray:
@@ -83,7 +101,7 @@ def render(samples: np.ndarray, rate: int, speaker: Speaker, profile: Profile, s
     to 16 kHz, which scales every frequency (formants and pitch) by warp.
     """
     x = samples.astype(np.float64) / 32768.0
-    src = int(round(rate * speaker.warp))
+    src = 50 * round(rate * speaker.warp / 50)  # a multiple of 50 Hz keeps the polyphase ratio small (fast)
     g = np.gcd(src, SAMPLE_RATE)
     x = resample_poly(x, SAMPLE_RATE // g, src // g)
     x = tilt_filter(x, profile.tilt * strength)

@@ -1,8 +1,10 @@
 """`evc corpus synth`: a synthetic emotional speech corpus with exactly ESD's layout and ids.
 
     OUT/00XX/<Emotion>/{train,evaluation,test}/00XX_YYYYYY.wav   (16 kHz mono PCM_16)
-    OUT/metadata.csv   one row per utterance, with the ground-truth strength
-    OUT/corpus.json    the recipe (seed, speakers, sentences, generator version)
+    OUT/metadata.csv   one row per utterance: ids, split, text, ground-truth strength, and the
+                       rendering actually used (voice, base pitch, warp, SSML pitch/range/rate %,
+                       gain dB, tilt, measured RMS dB)
+    OUT/corpus.json    the recipe (seed, speakers, sentences, generator and espeak versions)
 
 Ids come in blocks of M (sentences) per emotion, in ESD's emotion order, so the same
 position is the same sentence in every emotion and speaker. Every utterance is a pure
@@ -15,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -23,15 +26,17 @@ import soundfile as sf
 
 from engine.errors import EVCError
 from engine.signal import EMOTIONS
-from training.corpus.profiles import PROFILES, SAMPLE_RATE, SPEAKERS, render, ssml
+from training.corpus.espeak import Espeak
+from training.corpus.profiles import PROFILES, SAMPLE_RATE, SPEAKERS, prosody, render, ssml
 from training.corpus.sentences import sentences
 from training.data.esd import split_of
 from training.progress import progress as show_progress
 
-VERSION = 1
+VERSION = 2  # 2: shorter sentences, calibrated speaker pitches, revised profiles, more metadata
 FIRST_SPEAKER = 11
 COLUMNS = ("utt_id", "speaker", "emotion", "split", "position", "sentence_id", "text", "strength", "voice",
-           "pitch_pct", "range_pct", "rate_pct", "gain_db", "tilt")
+           "base_pitch", "warp", "pitch_pct", "range_pct", "rate_pct", "gain_db", "tilt", "rms_db")
+_WAV = re.compile(r"00\d\d/[A-Za-z]+/(train|evaluation|test)/00\d\d_\d{6}\.wav")
 _ENGINE = None
 
 
@@ -45,9 +50,7 @@ def strength_of(seed: int, speaker: int, emotion: int, position: int) -> float:
 def _job(task: tuple) -> dict:
     """Render and write one utterance; returns its metadata row."""
     global _ENGINE
-    from training.corpus.espeak import Espeak
-
-    _ENGINE = _ENGINE or Espeak()
+    _ENGINE = _ENGINE or Espeak()  # one synthesiser per worker process, made on its first task
     out, seed, spk, emo, pos, m, text = task
     speaker, emotion = SPEAKERS[spk], EMOTIONS[emo]
     profile, strength = PROFILES[emotion], strength_of(seed, spk, emo, pos)
@@ -58,42 +61,70 @@ def _job(task: tuple) -> dict:
     path = Path(out) / name / emotion / split / f"{utt}.wav"
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
+    rms_db = 10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-12)
     return {"utt_id": utt, "speaker": name, "emotion": emotion, "split": split, "position": pos,
             "sentence_id": pos, "text": text, "strength": round(strength, 6), "voice": speaker.voice,
-            "pitch_pct": profile.pitch * strength, "range_pct": profile.range * strength,
-            "rate_pct": profile.rate * strength, "gain_db": profile.gain_db * strength,
-            "tilt": profile.tilt * strength}
+            "base_pitch": speaker.pitch, "warp": speaker.warp, **prosody(profile, strength),
+            "gain_db": round(profile.gain_db * strength, 4), "tilt": round(profile.tilt * strength, 4),
+            "rms_db": round(float(rms_db), 2)}
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty `out` unless overwrite; then remove a previous corpus's files (and only those)."""
     if out.exists() and not out.is_dir():
         raise EVCError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
         raise EVCError(f"{out} is not empty: choose a new directory or pass --overwrite")
+    # A previous corpus of another size would leave stale ids that loaders would pick up.
+    for path in out.glob("00[0-9][0-9]/*/*/*.wav"):
+        if _WAV.fullmatch(path.relative_to(out).as_posix()):
+            path.unlink()
+    for name in ("metadata.csv", "corpus.json"):
+        (out / name).unlink(missing_ok=True)
+    for folder in sorted(out.glob("00[0-9][0-9]/**/"), key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _check_args(speakers: int, m: int, jobs: int | None) -> int:
+    """Validated arguments; returns the number of processes."""
+    if not 1 <= speakers <= len(SPEAKERS):
+        raise EVCError(f"--speakers: between 1 and {len(SPEAKERS)}, got {speakers}")
+    if m < 1:
+        raise EVCError(f"--sentences: must be positive, got {m}")
+    if jobs is not None and jobs < 1:
+        raise EVCError(f"--jobs: must be positive, got {jobs}")
+    return jobs or os.cpu_count() or 1
+
+
+def _write_metadata(out: Path, rows: list[dict], recipe: dict) -> None:
+    rows.sort(key=lambda r: r["utt_id"])
+    with open(out / "metadata.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    # Written last: a corpus.json says the corpus is complete.
+    (out / "corpus.json").write_text(json.dumps(recipe, indent=2) + "\n")
 
 
 def synthesize_corpus(out: str | Path, speakers: int, sentences_per_emotion: int, seed: int = 0,
                       jobs: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
     """Write the corpus into `out` (see the module docstring) and return its path."""
     out, m = Path(out), sentences_per_emotion
-    if not 1 <= speakers <= len(SPEAKERS):
-        raise EVCError(f"--speakers: between 1 and {len(SPEAKERS)}, got {speakers}")
-    if m < 1:
-        raise EVCError(f"--sentences: must be positive, got {m}")
-    _check_out(out, overwrite)
+    jobs = _check_args(speakers, m, jobs)
+    backend = Espeak().version  # fails here, once, when espeak-ng is missing
+    _prepare_out(out, overwrite)
     texts = sentences(m, seed)
     tasks = [(str(out), seed, s, e, p, m, texts[p - 1])
              for s in range(speakers) for e in range(len(EMOTIONS)) for p in range(1, m + 1)]
-    jobs = jobs or os.cpu_count() or 1
-    with get_context("spawn").Pool(jobs) as pool:
-        rows = list(show_progress(pool.imap_unordered(_job, tasks, chunksize=8), progress,
+    # spawn, not fork: callers (the trainer, tests) may hold threads that fork would copy mid-lock;
+    # the single-threaded workers then fork per utterance (see training.corpus.espeak).
+    with get_context("spawn").Pool(min(jobs, len(tasks))) as pool:
+        rows = list(show_progress(pool.imap_unordered(_job, tasks, chunksize=4), progress,
                                   total=len(tasks), desc="synthesising", unit="utt"))
-    rows.sort(key=lambda r: r["utt_id"])
-    with open(out / "metadata.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
     recipe = {"generator": "evc-corpus-synth", "version": VERSION, "seed": seed, "speakers": speakers,
-              "sentences": m, "emotions": list(EMOTIONS), "sample_rate": SAMPLE_RATE}
-    (out / "corpus.json").write_text(json.dumps(recipe, indent=2))
+              "sentences": m, "emotions": list(EMOTIONS), "sample_rate": SAMPLE_RATE, "espeak": backend}
+    _write_metadata(out, rows, recipe)
     return out
