@@ -31,6 +31,10 @@ class StageConfig:
     lr_decay: float = 0.999
     grad_clip: float = 5.0
     disc_weights: dict[str, float] = field(default_factory=dict)
+    # Vocoder only: steps trained on the spectral losses alone before the discriminators
+    # join (Parallel WaveGAN's warm-up); it lets a short CPU run spend its steps on the
+    # generator.
+    adv_start: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ def _stage(name: str, data: dict) -> StageConfig:
         stage = StageConfig(**{**data, "trainable": tuple(data.get("trainable", ()))})
     except TypeError as e:
         raise ConfigError(f"stages.{name}: {e}") from None
+    if stage.adv_start < 0:
+        raise ConfigError(f"stages.{name}.adv_start: must be 0 or more")
     if stage.steps <= 0 or stage.batch_size <= 0 or stage.segment_frames <= 0 or stage.lr <= 0:
         raise ConfigError(f"stages.{name}: steps, lr, batch_size and segment_frames must be positive")
     return stage

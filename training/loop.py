@@ -11,6 +11,7 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ class Group:
     weights: dict[str, float]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    phase: Callable[[int], dict] = lambda step: {}  # the objective's keyword arguments at a step
+    starts: int = 0  # the first step this group trains
 
 
 @dataclass
@@ -73,23 +76,28 @@ def setup_distributed(device: torch.device) -> Dist:
 
 
 def _objectives(stage: str, models, spec: SignalSpec, cfg: StageConfig):
-    """(group name, objective, trainable network names, loss weights) for each optimizer."""
+    """(group name, objective, trainable network names, loss weights, schedule) per optimizer.
+
+    schedule: Group's phase and starts (the discriminators wait out the vocoder's warm-up).
+    """
     if stage == "stage1":
-        return [("main", Stage1(models), cfg.trainable, cfg.weights)]
+        return [("main", Stage1(models), cfg.trainable, cfg.weights, {})]
     if stage == "stage2":
-        return [("main", Stage2(models), cfg.trainable, cfg.weights)]
-    return [("disc", VocoderDiscriminator(models), ("mpd", "msd"), cfg.disc_weights),
-            ("gen", VocoderGenerator(models, spec), cfg.trainable, cfg.weights)]
+        return [("main", Stage2(models), cfg.trainable, cfg.weights, {})]
+    gen_phase = {"phase": lambda step: {"adversarial": step >= cfg.adv_start}}
+    return [("disc", VocoderDiscriminator(models), ("mpd", "msd"), cfg.disc_weights,
+             {"starts": cfg.adv_start}),
+            ("gen", VocoderGenerator(models, spec), cfg.trainable, cfg.weights, gen_phase)]
 
 
 def make_groups(stage: str, models, spec, cfg: StageConfig, device, ddp: bool) -> list[Group]:
-    trainable = {n for _, _, names, _ in _objectives(stage, models, spec, cfg) for n in names}
+    trainable = {n for _, _, names, _, _ in _objectives(stage, models, spec, cfg) for n in names}
     for name, net in models.items():
         net.requires_grad_(name in trainable)
         net.train(name in trainable)
     groups = []
     gamma = cfg.lr_decay ** (1 / 1000)  # lr_decay is the factor per 1000 steps
-    for name, objective, names, weights in _objectives(stage, models, spec, cfg):
+    for name, objective, names, weights, schedule in _objectives(stage, models, spec, cfg):
         objective = objective.to(device)
         params = [p for n in names for p in models[n].parameters()]
         if ddp:
@@ -97,16 +105,18 @@ def make_groups(stage: str, models, spec, cfg: StageConfig, device, ddp: bool) -
         betas = (0.8, 0.99) if stage == "vocoder" else (0.9, 0.999)
         opt = torch.optim.AdamW(params, lr=cfg.lr, betas=betas)
         groups.append(Group(name, objective, params, weights, opt,
-                            torch.optim.lr_scheduler.ExponentialLR(opt, gamma)))
+                            torch.optim.lr_scheduler.ExponentialLR(opt, gamma), **schedule))
     return groups
 
 
-def train_step(groups: list[Group], batch, cfg: StageConfig, device) -> dict[str, float]:
-    """One optimizer step per group; returns every named loss as a float."""
+def train_step(groups: list[Group], batch, cfg: StageConfig, device, step: int = 0) -> dict[str, float]:
+    """One optimizer step per group that has started; returns every named loss as a float."""
     logged = {}
     for g in groups:
+        if step < g.starts:
+            continue
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            losses = g.objective(batch)
+            losses = g.objective(batch, **g.phase(step))
             total = L.weighted_sum(losses, g.weights)
         g.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -234,7 +244,7 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
     bar = show_progress(range(start, scfg.steps), progress and d.main, desc=stage)
     for step in bar:
         batch = draw_batch(train_set, scfg.batch_size, scfg.segment_frames, cfg.seed, step, d.rank).to(dev)
-        values = train_step(groups, batch, scfg, dev)
+        values = train_step(groups, batch, scfg, dev, step)
         if not all(math.isfinite(v) for v in values.values()):
             raise FloatingPointError(f"{stage} step {step}: non-finite loss {values}")
         done = step + 1

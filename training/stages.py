@@ -89,11 +89,16 @@ class VocoderGenerator(nn.Module):
         self.voc, self.mpd, self.msd = models["vocoder"], models["mpd"], models["msd"]
         self.logmel = LogMel(spec)
 
-    def forward(self, b: Batch) -> dict[str, torch.Tensor]:
+    def forward(self, b: Batch, adversarial: bool = True) -> dict[str, torch.Tensor]:
+        """adversarial=False (the warm-up): spectral losses only, adv and fm reported as 0,
+        so the discriminators cost nothing while the generator learns the envelope."""
         fake = _waveform(self.voc(b.mel))
         real = _waveform(b.audio)
         losses = {"mel": L.mel_l1(self.logmel(fake[:, 0]), self.logmel(real[:, 0]), b.lengths),
                   "stft": L.multi_resolution_stft(fake[:, 0], real[:, 0])}
+        if not adversarial:
+            zero = fake.new_zeros(())
+            return {**losses, "adv": zero, "fm": zero}
         adv, fm = [], []
         for disc in (self.mpd, self.msd):
             fake_logits, fake_feats = disc(fake)

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import ModelError
+from engine.errors import ConfigError, ModelError
 from engine.signal import SignalSpec
 from training.build import build_models
 from training.checkpoint import load_checkpoint, load_weights
-from training.config import load_train_config
+from training.config import config_from_dict, load_train_config
 from training.data.batches import VALIDATION, MelCorpus, draw_batch
 from training.loop import STAGE_NETWORKS, train
 from training.metrics import conversion_accuracy, emotion_accuracy, strength_order
@@ -164,3 +164,29 @@ def test_data_parallel_on_two_gloo_processes(tiny_corpus, tmp_path):
     assert result["world_size"] == 2
     assert result["max_rank_weight_diff"] == 0.0
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["last.pt", "stage1.pt"]
+
+
+def test_vocoder_warm_up_trains_the_generator_alone_until_adv_start(tiny_corpus, cfg, tmp_path):
+    """Before adv_start the discriminators neither train nor cost anything; after it they join."""
+    def run(steps: int) -> dict:
+        stage = dataclasses.replace(cfg.stages["vocoder"], steps=steps, adv_start=6)
+        short = dataclasses.replace(cfg, stages={"vocoder": stage}, log_every=1, val_every=100)
+        return load_checkpoint(train("vocoder", short, tiny_corpus, tmp_path, progress=False)["checkpoint"])
+
+    torch.manual_seed(cfg.seed)  # the trainer's initial weights: same seed, same construction order
+    initial = {n: m.state_dict() for n, m in build_models(cfg.models, SignalSpec(), ("vocoder", "mpd", "msd")).items()}
+    at5, at10 = run(5)["models"], run(10)["models"]  # the second run resumes the first
+    adv = _losses(tmp_path, "adv")
+    assert adv[:6] == [0.0] * 6 and all(a > 0 for a in adv[6:]), adv
+    assert len(_losses(tmp_path, "d_mpd")) == 4
+    assert not all(torch.equal(v, initial["vocoder"][k]) for k, v in at5["vocoder"].items())
+    for disc in ("mpd", "msd"):
+        assert all(torch.equal(v, initial[disc][k]) for k, v in at5[disc].items()), f"{disc} trained in the warm-up"
+        assert not all(torch.equal(v, initial[disc][k]) for k, v in at10[disc].items()), f"{disc} never trained"
+
+
+def test_negative_adv_start_is_a_config_error(cfg):
+    data = cfg.to_dict()
+    data["stages"]["vocoder"]["adv_start"] = -1
+    with pytest.raises(ConfigError, match=r"stages\.vocoder\.adv_start"):
+        config_from_dict(data)
