@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import pulse
+from benchmarks import pulse
 from support.audio import speech_like
 
 WHY_NOT = pulse.unavailable()
@@ -161,7 +161,7 @@ def live_run(server, model_dir, audio, tmp: Path, *, bypass=False, gain=1.0, off
             ready = proc.stdout.readline().strip()
             assert ready == "ready", f"child did not start:\n{(tmp / 'child.log').read_text()[-3000:]}"
             time.sleep(0.5)  # the stream settles before the utterance starts
-            server.mic.play(audio)
+            first = server.mic.play(audio)
             assert server.mic.wait(audio.size / RATE + 10), "the microphone writer stalled"
             time.sleep(0.8)  # the last converted blocks reach the speaker
             proc.stdin.write("stop\n")
@@ -172,13 +172,13 @@ def live_run(server, model_dir, audio, tmp: Path, *, bypass=False, gain=1.0, off
             proc.kill()
             recording = rec.stop()
     data = np.load(job["out"] + ".npz")
-    return {"recording": recording, "rec_start": rec.started_at, "played_at": server.mic.started_at,
+    return {"recording": recording, "rec_start": rec.started_at, "played_at": server.mic.capture_time(first),
             "inputs": data["inputs"], "outputs": data["outputs"], "embedding_sums": data["embedding_sums"],
             "stats": json.loads(Path(job["out"] + ".json").read_text())}
 
 
 def end_to_end_ms(run: dict, lag: int, file_at: int) -> float:
-    """Time from writing the utterance's first sample into the FIFO to its output at the speaker."""
+    """Time from the microphone capturing the utterance's first sample to its output at the speaker."""
     return 1000.0 * (run["rec_start"] + (lag + file_at) / RATE - run["played_at"])
 
 
