@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from engine.errors import EVCError, ModelError
 from engine.features import log_mel_offline
 from engine.pipeline import TIMING_WINDOW, StreamingConverter
 from support.audio import speech_like
+from support.memory import assert_retains_nothing_per_block
 from support.toy_engine import reference_wav, toy_config
 from support.toy_model import toy_reference
 
@@ -69,26 +68,19 @@ def test_wrong_block_is_refused(conv):
 
 def test_process_allocates_nothing_per_block(conv, embedding):
     """Retained memory of engine/ frames over 2000 blocks, with a crossfade under way and bypass
-    switching: as in test_runtime, onnxruntime's own wrapper is outside the filter."""
+    switching."""
     block = speech_like(0.5)[: conv.block_samples].copy()
     conv.set_embedding(embedding)
     for _ in range(20):
         conv.process(block)
-    tracemalloc.start()
-    gc.collect()
-    before = tracemalloc.take_snapshot()
-    for i in range(2000):
+
+    def step(i: int) -> None:
         if i % 500 == 0:
             conv.set_embedding(-embedding if i % 1000 else embedding, crossfade_blocks=300)
             conv.bypass = not conv.bypass
         conv.process(block)
-    gc.collect()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    ours = [tracemalloc.Filter(True, "*/engine/*")]
-    diff = after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
-    grown = sum(s.size_diff for s in diff if s.size_diff > 0)
-    assert grown < 4096, f"{grown} bytes retained over 2000 blocks: {diff[:2]}"
+
+    assert_retains_nothing_per_block(step, blocks=2000)
 
 
 @pytest.mark.parametrize("blocks", [1, 3, 4, 7])

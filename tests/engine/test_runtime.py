@@ -1,6 +1,4 @@
-import gc
 import json
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -10,6 +8,7 @@ from engine.errors import ModelError
 from engine.manifest import check_against_config, load_manifest
 from engine.runtime import Sessions, StepRunner, plan_providers
 from engine.signal import SignalSpec
+from support.memory import assert_retains_nothing_per_block
 from support.toy_model import toy_reference, write_toy_model
 
 
@@ -45,27 +44,12 @@ def test_reset_restarts_the_stream(toy_dir):
 
 
 def test_step_runner_allocates_nothing_per_block(toy_dir):
-    """The engine's step path retains no memory per block.
-
-    Scoped to allocations made by engine/ frames: onnxruntime's own Python wrapper
-    (run_with_iobinding) was measured here to keep 0 to ~17 kB over 2000 calls,
-    irregularly, which is outside the engine's control."""
+    """The engine's step path retains no memory per block (allocations made by engine/ frames)."""
     runner = _runner(toy_dir)
     mel, emotion = np.ones((80, 2), np.float32), np.ones(8, np.float32)
     for _ in range(20):
         runner.run(mel, emotion)
-    tracemalloc.start()
-    gc.collect()
-    before = tracemalloc.take_snapshot()
-    for _ in range(2000):
-        runner.run(mel, emotion)
-    gc.collect()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    ours = [tracemalloc.Filter(True, "*/engine/*")]
-    diff = after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
-    grown = sum(s.size_diff for s in diff if s.size_diff > 0)
-    assert grown < 4096, f"{grown} bytes retained over 2000 blocks: {diff[:2]}"
+    assert_retains_nothing_per_block(lambda _: runner.run(mel, emotion), blocks=2000)
 
 
 def test_cpu_is_always_planned_and_cuda_absence_is_explained():
