@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import EVCError
-
 SR = 16000
 FRAME_MS = 5.0
 MCEP_ORDER = 24
@@ -33,17 +31,14 @@ TRIM_DB = 40.0
 def quiet_import(name: str):
     """Import a module whose import warns about its own deprecated imports (pyworld, pysptk and
     webrtcvad use pkg_resources, resemblyzer scipy.ndimage.morphology): those warnings are
-    theirs to fix, and repeated on every run they bury ours."""
+    theirs to fix, and repeated on every run they bury ours. A missing module raises
+    ModuleNotFoundError, which `evc` reports as one line naming the extra to install."""
     import importlib
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            raise EVCError(f"the benchmarks need the 'bench' extra: pip install 'evc[bench]' (missing {e.name})") \
-                from None
+        return importlib.import_module(name)
 
 
 def _pyworld():

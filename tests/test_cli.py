@@ -14,3 +14,17 @@ def test_unknown_subcommand_exits_nonzero(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])
     assert exit_info.value.code == 2
+
+
+def test_a_missing_optional_package_names_its_extra(monkeypatch, capsys):
+    """benchmarks.features.quiet_import lets the ModuleNotFoundError through; main turns it into one line."""
+    import sys
+
+    import benchmarks.latency
+    from benchmarks.features import quiet_import
+
+    monkeypatch.setitem(sys.modules, "pyworld", None)  # importing it now fails as if it were not installed
+    monkeypatch.setattr(benchmarks.latency, "cmd", lambda args: quiet_import("pyworld"))
+    assert main(["bench", "latency"]) == 1
+    err = capsys.readouterr().err
+    assert err == "evc: error: `evc bench` needs the 'bench' extra: pip install 'evc[bench]' (missing pyworld)\n"
