@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from engine.cli import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `evc bench`; handlers import their heavy modules lazily."""
@@ -36,16 +38,6 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _latency(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=None, metavar="DIR",
                    help="exported model directory; repeat once per block size (default: engine.yaml model.dir)")
@@ -54,8 +46,8 @@ def _latency(p: argparse.ArgumentParser) -> None:
                    help="block sizes in frames (default: those of the models); sizes no model serves are skipped")
     p.add_argument("--provider", choices=("cpu", "cuda"), default=None,
                    help="execution provider (default: engine.yaml runtime.providers)")
-    p.add_argument("--n", type=_positive, default=2000, help="timed blocks per setting (default 2000)")
-    p.add_argument("--warmup", type=_positive, default=200, help="untimed blocks first (default 200)")
+    p.add_argument("--n", type=positive_int, default=2000, help="timed blocks per setting (default 2000)")
+    p.add_argument("--warmup", type=positive_int, default=200, help="untimed blocks first (default 200)")
     p.add_argument("--out", default="bench-out/latency", metavar="DIR", help="where latency.json/.png go")
     p.set_defaults(func=_handler("benchmarks.latency"))
 
@@ -75,8 +67,8 @@ def _quality(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="DIR",
                    help="exported model directory (default: engine.yaml model.dir; baselines only when none)")
     p.add_argument("--out", default="bench-out/quality", metavar="DIR", help="where quality.md/.json/.png go")
-    p.add_argument("--limit", type=_positive, default=None, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="at most N source sentences per speaker (default all)")
-    p.add_argument("--jobs", type=_positive, default=None, help="feature-extraction processes (default: CPUs)")
+    p.add_argument("--jobs", type=positive_int, default=None, help="feature-extraction processes (default: CPUs)")
     p.add_argument("--examples", type=int, default=3, help="utterances drawn in quality.png (default 3)")
     p.set_defaults(func=_handler("benchmarks.quality"))

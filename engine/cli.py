@@ -43,6 +43,17 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """argparse type for the subcommands' counts and sizes: an integer above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def fatal(message: str, code: int = 1) -> int:
     """Print one line to stderr and return the exit code."""
     print(f"evc: error: {message}", file=sys.stderr)

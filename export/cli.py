@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.cli import positive_int
+
 VARIANT_NAMES = ("int8", "fp16")
 
 
@@ -17,22 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage2", required=True, metavar="CKPT", help="Stage II checkpoint (stage 'stage2')")
     p.add_argument("--vocoder", required=True, metavar="CKPT", help="vocoder checkpoint (stage 'vocoder')")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write (replaced on success)")
-    p.add_argument("--block-frames", type=_positive, default=2, metavar="N",
+    p.add_argument("--block-frames", type=positive_int, default=2, metavar="N",
                    help="frames per streaming block, the step graph's fixed mel length (default 2 = 20 ms)")
-    p.add_argument("--opset", type=_positive, default=None, metavar="K", help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=positive_int, default=None, metavar="K", help="ONNX opset (default 17)")
     p.add_argument("--variants", type=_variants, default=(), metavar="LIST",
                    help="comma-separated extra step graphs to build and measure: int8, fp16")
     p.set_defaults(func=run_export)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _variants(text: str) -> tuple[str, ...]:

@@ -28,3 +28,12 @@ def test_a_missing_optional_package_names_its_extra(monkeypatch, capsys):
     assert main(["bench", "latency"]) == 1
     err = capsys.readouterr().err
     assert err == "evc: error: `evc bench` needs the 'bench' extra: pip install 'evc[bench]' (missing pyworld)\n"
+
+
+@pytest.mark.parametrize("argv", [["bench", "latency", "--n", "0"], ["export", "--stage2", "a", "--vocoder", "b",
+                                                                     "--out", "c", "--block-frames", "x"]])
+def test_counts_must_be_positive_integers(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
