@@ -19,6 +19,17 @@ LRELU_SLOPE = 0.1
 Output = tuple[list[Tensor], list[list[Tensor]]]
 
 
+def _run_stack(convs: nn.ModuleList, conv_post: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Leaky-ReLU conv stack then a linear post conv: -> (flattened logits (B, n), every activation)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        features.append(x)
+    x = conv_post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Looks at every ``period``-th sample: ``(B, 1, N) -> logits (B, n), features``.
 
@@ -45,14 +56,7 @@ class PeriodDiscriminator(nn.Module):
         B, C, N = audio.shape
         if N % self.period:
             audio = F.pad(audio, (0, self.period - N % self.period), mode="reflect")
-        x = audio.view(B, C, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _run_stack(self.convs, self.conv_post, audio.view(B, C, -1, self.period))
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -88,13 +92,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, audio: Tensor) -> tuple[Tensor, list[Tensor]]:
         """audio: (B, 1, N) -> logits (B, n), features [(B, C_i, N_i)]."""
-        x, features = audio, []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _run_stack(self.convs, self.conv_post, audio)
 
 
 class MultiScaleDiscriminator(nn.Module):
