@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.signal import SignalSpec
 from support.tiny_checkpoints import write_checkpoint
+from training.checkpoint import load_checkpoint
 from training.recipes.copy_synthesis import copy_synthesis_mcd, main, spread, vocoder_render
 
 SR = 16000
@@ -20,7 +22,8 @@ def test_spread_takes_n_distinct_utterances_across_speakers(tiny_corpus):
 def test_a_perfect_vocoder_scores_zero_and_a_random_one_does_not(tiny_corpus, tmp_path):
     paths = spread(tiny_corpus, "test", 3)
     assert max(copy_synthesis_mcd(lambda audio: audio.copy(), paths, SR)) < 1e-6
-    random = copy_synthesis_mcd(vocoder_render(write_checkpoint(tmp_path / "voc.pt", "vocoder")), paths, SR)
+    render = vocoder_render(load_checkpoint(write_checkpoint(tmp_path / "voc.pt", "vocoder"), "vocoder"), SignalSpec())
+    random = copy_synthesis_mcd(render, paths, SR)
     assert all(np.isfinite(random)) and min(random) > 3.0, random
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ import torch
 from benchmarks.features import analyse
 from benchmarks.metrics import mcd
 from engine.audio import load_audio
+from engine.cli import positive_int
 from engine.errors import EVCError
 from engine.signal import SignalSpec
 from training.build import build_models
@@ -31,9 +32,8 @@ from training.features import LogMel
 Render = Callable[[np.ndarray], np.ndarray]
 
 
-def vocoder_render(ckpt_path: str | Path, spec: SignalSpec = SignalSpec()) -> Render:
-    """audio (N,) float32 -> the checkpoint's vocoder on its log-mel, (N',) float32."""
-    ckpt = load_checkpoint(ckpt_path, "vocoder", spec)
+def vocoder_render(ckpt: dict, spec: SignalSpec) -> Render:
+    """audio (N,) float32 -> the vocoder checkpoint's (as load_checkpoint returns it) output on its log-mel, (N',)."""
     vocoder = build_models(ckpt["config"]["models"], spec, ("vocoder",))["vocoder"]
     load_weights({"vocoder": vocoder}, ckpt, ["vocoder"])
     vocoder.eval()
@@ -52,7 +52,7 @@ def copy_synthesis_mcd(render: Render, paths: list[Path], sample_rate: int) -> l
         audio = load_audio(path, sample_rate)
         out = render(audio)
         n = min(len(out), len(audio))
-        scores.append(mcd(analyse(audio[:n].astype(np.float64)), analyse(out[:n].astype(np.float64))))
+        scores.append(mcd(analyse(audio[:n]), analyse(out[:n])))  # WORLD analyses in float64 itself
     return scores
 
 
@@ -67,15 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("corpus", type=Path)
     p.add_argument("checkpoints", nargs="+", type=Path, metavar="CKPT")
     p.add_argument("--split", default="test", choices=("train", "evaluation", "test"))
-    p.add_argument("--n", type=int, default=10, help="utterances (default 10)")
+    p.add_argument("--n", type=positive_int, default=10, help="utterances (default 10)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     try:
         spec, paths = SignalSpec(), spread(args.corpus, args.split, args.n)
         for ckpt in args.checkpoints:
-            scores = copy_synthesis_mcd(vocoder_render(ckpt, spec), paths, spec.sample_rate)
-            step = load_checkpoint(ckpt, "vocoder")["step"]
-            print(f"{ckpt} (step {step}): copy-synthesis MCD median {np.median(scores):.2f} dB "
+            loaded = load_checkpoint(ckpt, "vocoder", spec)
+            scores = copy_synthesis_mcd(vocoder_render(loaded, spec), paths, spec.sample_rate)
+            print(f"{ckpt} (step {loaded['step']}): copy-synthesis MCD median {np.median(scores):.2f} dB "
                   f"over {len(scores)} {args.split} utterances, range {min(scores):.2f}-{max(scores):.2f}")
     except EVCError as e:
         sys.exit(f"error: {e}")
