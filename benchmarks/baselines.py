@@ -6,6 +6,12 @@ utterance and a reference utterance of the target emotion (another sentence).
   reference's global statistics: log-F0 mean and standard deviation (pitch level and
   range), long-term spectral tilt, and active-speech loudness. Timing is kept, as the
   streaming model keeps it.
+
+And the floor every table shows beside them (it is given the target, so it is a
+reference, not a baseline):
+
+* oracle: the target itself through WORLD analysis and synthesis (DIO + StoneMask,
+  CheapTrick, D4C): what a perfect conversion loses to a WORLD-quality synthesiser.
 """
 
 from __future__ import annotations
@@ -61,16 +67,25 @@ def tilt_filter(sp: np.ndarray, db_per_octave: float, sr: int) -> np.ndarray:
     return sp * 10.0 ** (db_per_octave * np.log2(freqs / 1000.0) / 10.0)
 
 
+def _synthesize(f0: np.ndarray, sp: np.ndarray, ap: np.ndarray, n: int, sr: int) -> np.ndarray:
+    """WORLD synthesis of FRAME_MS frames, cut or zero-padded to n samples: (n,) float64."""
+    y = quiet_import("pyworld").synthesize(f0, sp, ap, sr, FRAME_MS)[:n]
+    return np.pad(y, (0, n - y.size))
+
+
+def world_resynthesis(audio: np.ndarray, sr: int = SR) -> np.ndarray:
+    """audio (N,) through WORLD analysis and synthesis: (N,) float32."""
+    return _synthesize(*world(audio, sr, aperiodicity=True), audio.size, sr).astype(np.float32)
+
+
 def prosody_transplant(source: np.ndarray, reference: np.ndarray, sr: int = SR) -> np.ndarray:
     """The source resynthesised with the reference's pitch level/range, tilt and loudness: (N,) float32."""
-    pw = quiet_import("pyworld")
     f0, sp, ap = world(source, sr, aperiodicity=True)
     f0_ref, sp_ref, _ = world(reference, sr)
     stats, stats_ref = _log_f0_stats(f0), _log_f0_stats(f0_ref)
     if stats is not None and stats_ref is not None:
         f0 = map_f0(f0, stats, stats_ref)
     sp = tilt_filter(sp, _tilt(sp_ref, sr) - _tilt(sp, sr), sr)
-    y = pw.synthesize(f0, sp, ap, sr, FRAME_MS)[: source.size]
-    y = np.pad(y, (0, source.size - y.size))
+    y = _synthesize(f0, sp, ap, source.size, sr)
     gain_db = _active_rms_db(reference, sr) - _active_rms_db(y, sr)
     return (y * 10.0 ** (gain_db / 20.0)).astype(np.float32)

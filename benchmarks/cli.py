@@ -2,7 +2,8 @@
 
     evc bench latency   per-block compute, RTF and stage shares per (block size, threads)
     evc bench e2e       end-to-end delay through a private PulseAudio server
-    evc bench quality   MCD, emotion accuracy, strength, speaker similarity, F0 on a corpus
+    evc bench quality   MCD, emotion accuracy, strength (and its sweep), speaker similarity, F0,
+                        DNSMOS on a corpus, by seen and unseen speakers
 """
 
 from __future__ import annotations
@@ -60,15 +61,40 @@ def _e2e(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_handler("benchmarks.e2e"))
 
 
+def _count_or_all(text: str) -> int | None:
+    """A count >= 0, or 'all' (None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0 or 'all', got {text!r}")
+    return value
+
+
 def _quality(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="CORPUS", help="ESD-layout corpus root (ESD or `evc corpus synth`)")
     p.add_argument("--split", default="test", choices=("train", "evaluation", "test"),
                    help="split the conversions come from (default test); evaluators train on 'train'")
     p.add_argument("--model", default=None, metavar="DIR",
-                   help="exported model directory (default: engine.yaml model.dir; baselines only when none)")
+                   help="exported model directory (default: engine.yaml model.dir; references and baselines only "
+                        "when none)")
     p.add_argument("--out", default="bench-out/quality", metavar="DIR", help="where quality.md/.json/.png go")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="at most N source sentences per speaker (default all)")
-    p.add_argument("--jobs", type=positive_int, default=None, help="feature-extraction processes (default: CPUs)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="worker processes for features and scoring (default: CPUs)")
+    p.add_argument("--mos-limit", type=_count_or_all, default=2, metavar="N",
+                   help="DNSMOS on the first N source sentences per speaker, about 1 s per utterance and system "
+                        "(default 2; 0 none; 'all')")
+    p.add_argument("--sweep", type=_count_or_all, default=1, metavar="N",
+                   help="sweep the model's strength knob on the first N source sentences per speaker "
+                        "(default 1; 0 none; 'all')")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="cache of fitted evaluators, features and corpus-only rows (default $XDG_CACHE_HOME/evc, "
+                        "~/.cache/evc)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache: refit everything")
     p.add_argument("--examples", type=int, default=3, help="utterances drawn in quality.png (default 3)")
     p.set_defaults(func=_handler("benchmarks.quality"))

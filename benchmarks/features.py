@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+VERSION = 1
+"""Bump when utterance_features changes: cached features and evaluators are keyed on it."""
 SR = 16000
 FRAME_MS = 5.0
 MCEP_ORDER = 24

@@ -104,3 +104,52 @@ def e2e_figure(report: dict, path: Path) -> Path:
     fig.suptitle(f"{report['machine']['cpu']}: microphone to speaker through PulseAudio", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+BAR_METRICS = (("mcd_db", "MCD-DTW (dB) ↓"), ("emotion_accuracy", "emotion accuracy ↑"),
+               ("strength_rmse_sup", "strength RMSE, supervised ↓"), ("strength_rmse_rank", "strength RMSE, ranker ↓"),
+               ("speaker_cos", "speaker cosine ↑"), ("ovrl", "DNSMOS OVRL ↑"))
+
+
+def quality_bars(results: dict, path: Path) -> Path:
+    """Per speaker group (rows) and metric (columns): a bar per system over the emotions and 'all'."""
+    plt = _pyplot()
+    systems = list(results)
+    groups = list(dict.fromkeys(g for by in results.values() for g in by))
+    emotions = list(dict.fromkeys(e for by in results.values() for g in by.values() for e in g))
+    fig, axes = plt.subplots(len(groups), len(BAR_METRICS), figsize=(3.4 * len(BAR_METRICS), 2.8 * len(groups)),
+                             squeeze=False)
+    width = 0.8 / len(systems)
+    for row, group in zip(axes, groups):
+        for ax, (key, label) in zip(row, BAR_METRICS):
+            for k, system in enumerate(systems):
+                by = results[system].get(group, {})
+                values = [by[e][key] if e in by else np.nan for e in emotions]
+                ax.bar(np.arange(len(emotions)) + (k - (len(systems) - 1) / 2) * width, values, width, label=system)
+            ax.set_xticks(np.arange(len(emotions)), emotions, fontsize=7)
+            ax.set_title(f"{label} ({group} speakers)", fontsize=8)
+    axes[0, -1].legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def strength_sweep(sweep: dict, path: Path) -> Path:
+    """Per speaker group: the mean strength reading at each knob setting, a line per (system, emotion)."""
+    plt = _pyplot()
+    groups = list(dict.fromkeys(g for by in sweep.values() for g in by))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        for system, by in sweep.items():
+            for emotion, s in by.get(group, {}).items():
+                settings = sorted(s["mean_reading"], key=float)
+                ax.plot([float(k) for k in settings], [s["mean_reading"][k] for k in settings], "o-",
+                        lw=2.5 if emotion == "all" else 1, label=f"{system}: {emotion} (ρ {s['spearman']:.2f})")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="reading = setting")
+        ax.set_xlim(0, 1.05)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("strength setting s")
+        ax.set_ylabel("evaluator's strength reading")
+        ax.set_title(f"{group} speakers", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)

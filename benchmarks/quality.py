@@ -1,338 +1,240 @@
-"""`evc bench quality`: Neutral -> {Angry, Happy, Sad, Surprise} on a parallel corpus.
+"""`evc bench quality`: Neutral -> {Angry, Happy, Sad, Surprise} on a parallel corpus (benchmarks.trials).
 
-For each Neutral source sentence of the split and each target emotion:
-
-    source     the Neutral utterance                       (converted)
-    reference  another sentence, target emotion, same speaker  (what the model is given)
-    target     the same sentence, target emotion           (scoring only)
-
-Every system converts (source, reference): the model through the engine's streaming
-pipeline (reference encoded by its emotion encoder, engine.bank.EmotionEncoder; file
-conversion engine.cli_files.convert_array), and the baselines of benchmarks.baselines.
-Metrics: MCD-DTW and log-F0 RMSE against the target (benchmarks.metrics), emotion
-accuracy and strength error by evaluators trained here on the natural train split
-(benchmarks.evaluators), speaker similarity to the source.
+1. Evaluators fitted on the corpus's natural train utterances (benchmarks.fitting,
+   cached), and their own accuracy and strength RMSE on the split's natural utterances,
+   printed first: a column is only as good as its evaluator.
+2. Every system (benchmarks.systems: oracle, copy synthesis, baselines, the model)
+   converts every trial, in --jobs worker processes (benchmarks.scoring): MCD-DTW and
+   log-F0 RMSE against the target, emotion accuracy, strength by both readers against the
+   reference's strength, speaker similarity to the source, and DNSMOS on the first
+   --mos-limit sentences per speaker. Rows of the systems that depend on the corpus only
+   (oracle, baselines) are cached, so a rerun after training scores the model alone.
+3. The model's strength knob swept over scoring.SWEEP_STRENGTHS on the first --sweep
+   sentences per speaker.
+4. Everything split by speakers the model trained on ("seen"), those it did not
+   ("unseen"), from its manifest; "unknown" when the manifest does not say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from multiprocessing import get_context
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks import evaluators as ev
-from benchmarks.baselines import prosody_transplant, zero_effort
-from benchmarks.features import SR, analyse, utterance_features
-from benchmarks.metrics import f0_rmse_cents, mcd
-from benchmarks.report import machine, machine_line, markdown_table, write_json
+from benchmarks import quality_tables as tables
+from benchmarks.cache import Cache, digest, files_key
+from benchmarks.fitting import check, corpus_evaluators
+from benchmarks.pool import parallel_map
+from benchmarks.report import machine, machine_line, write_json
+from benchmarks.scoring import SCORING_VERSION, Task, init_worker, score_task
+from benchmarks.systems import CORPUS_ONLY, SYSTEMS_VERSION
+from benchmarks.trials import first_per_speaker, make_trials, speaker_group
 from engine.errors import EVCError
-from engine.signal import EMOTIONS
-
-SOURCE_EMOTION = EMOTIONS[0]
-TARGET_EMOTIONS = EMOTIONS[1:]
-MIN_EVALUATOR_ACCURACY = 0.9
-System = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-"""(source, reference, target) audio (N,) float32 -> converted (N',) float32. Real systems
-never look at the target; a test's perfect stand-in returns it."""
-BASELINES: dict[str, System] = {
-    "zero effort": lambda source, reference, target: zero_effort(source, reference),
-    "DSP prosody transplant": lambda source, reference, target: prosody_transplant(source, reference),
-}
 
 
 @dataclass(frozen=True)
-class Trial:
-    """One conversion to score; the utterances are training.data.esd.Utterance."""
+class Options:
+    """split: where trials come from; limit: source sentences per speaker (None: all); mos_limit,
+    sweep: sentences per speaker scored by DNSMOS / swept (None: all, 0: none); keep: trials whose
+    audio comes back for the figure; trained: the model's training speakers (None: unknown)."""
 
-    emotion: str
-    source: object
-    reference: object
-    target: object
-
-
-def _reference(by_key: dict, source, emotion: str, split: str):
-    """Another sentence of `emotion` by the source's speaker: the next position of the same
-    split (cyclically), else of any split; None when the speaker has no other sentence."""
-    same = sorted(p for (s, e, p), u in by_key.items() if s == source.speaker and e == emotion and p != source.position)
-    in_split = [p for p in same if by_key[(source.speaker, emotion, p)].split == split]
-    pool = in_split or same
-    if not pool:
-        return None
-    later = [p for p in pool if p > source.position]
-    return by_key[(source.speaker, emotion, (later or pool)[0])]
+    split: str = "test"
+    limit: int | None = None
+    jobs: int | None = None
+    mos_limit: int | None = 2
+    sweep: int | None = 1
+    keep: int = 0
+    trained: tuple[str, ...] | None = None
+    cache: Cache = field(default_factory=lambda: Cache(None))
 
 
-def make_trials(utts: list, split: str, limit: int | None = None) -> list[Trial]:
-    """Trials for every Neutral source of `split` (at most `limit` per speaker) with a parallel target."""
-    by_key = {(u.speaker, u.emotion, u.position): u for u in utts}
-    sources = [u for u in utts if u.emotion == SOURCE_EMOTION and u.split == split]
-    if limit:
-        sources = [u for s in sorted({u.speaker for u in sources}) for u in
-                   [v for v in sources if v.speaker == s][:limit]]
-    trials = []
-    for src in sources:
-        for emotion in TARGET_EMOTIONS:
-            target = by_key.get((src.speaker, emotion, src.position))
-            reference = _reference(by_key, src, emotion, split)
-            if target is not None and reference is not None:
-                trials.append(Trial(emotion, src, reference, target))
-    return trials
+def _subset(trials: list, n: int | None) -> set[int]:
+    return set(range(len(trials))) if n is None else set(first_per_speaker(trials, n)) if n else set()
 
 
-def _features_of_path(path) -> np.ndarray:
-    from engine.audio import load_audio
-
-    return utterance_features(load_audio(path, SR))
-
-
-def features_of(paths: list, jobs: int | None) -> np.ndarray:
-    """(len(paths), F) utterance statistics, in `jobs` processes (spawned: the parent may hold
-    ONNX Runtime and numba threads, which fork would copy mid-state)."""
-    jobs = jobs or 1
-    if jobs == 1 or len(paths) < 4 * jobs:
-        return np.stack([_features_of_path(p) for p in paths])
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        return np.stack(list(pool.map(_features_of_path, paths, chunksize=16)))
+def _trial_key(trial, root: Path, mos: bool) -> str:
+    return digest({"files": files_key([trial.source.path, trial.reference.path, trial.target.path], root),
+                   "mos": mos})
 
 
-@dataclass
-class Evaluators:
-    classifier: ev.EmotionClassifier
-    ranker: ev.StrengthRanker
-    speaker: object
-    speaker_note: str | None
-    gt: dict
-    report: dict
+class _RowCache:
+    """Scored rows of the corpus-only systems, one cache entry per system: {trial key: row}."""
+
+    def __init__(self, cache: Cache, names, evals_key: str, speaker_embedding: str):
+        self.cache = cache
+        self.keys = {n: digest({"evaluators": evals_key, "system": n, "systems": SYSTEMS_VERSION,
+                                "scoring": SCORING_VERSION, "speaker": speaker_embedding})
+                     for n in names if n in CORPUS_ONLY}
+        self.rows = {n: self.cache.load("rows", k) or {} for n, k in self.keys.items()}
+
+    def get(self, name: str, key: str) -> dict | None:
+        return self.rows.get(name, {}).get(key)
+
+    def put(self, name: str, key: str, row: dict) -> None:
+        if name in self.rows:
+            self.rows[name][key] = row
+
+    def save(self) -> None:
+        for name, key in self.keys.items():
+            self.cache.store("rows", key, self.rows[name])
 
 
-def _labels(utts: list, gt: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    emotions = np.array([u.emotion for u in utts])
-    speakers = np.array([u.speaker for u in utts])
-    strengths = np.array([gt.get(u.utt_id, np.nan) for u in utts]) if gt else None
-    return emotions, speakers, strengths
-
-
-def train_evaluators(utts: list, split: str, gt: dict, jobs: int | None) -> Evaluators:
-    """Classifier and rankers on the natural train utterances, checked on `split`'s natural utterances."""
-    train = [u for u in utts if u.split == "train"]
-    held = [u for u in utts if u.split == split] if split != "train" else train
-    if not train:
-        raise EVCError("the corpus has no train split: the evaluators need natural train utterances")
-    x_train, x_held = features_of([u.path for u in train], jobs), features_of([u.path for u in held], jobs)
-    emotions, speakers, strengths = _labels(train, gt)
-    classifier = ev.EmotionClassifier().fit(x_train, emotions)
-    ranker = ev.StrengthRanker().fit(x_train, emotions, speakers, strengths)
-    speaker, note = ev.speaker_embedder()
-    report = evaluator_report(classifier, ranker, x_held, *_labels(held, gt))
-    report.update(train_utterances=len(train), checked_on=f"natural {split} utterances ({len(held)})",
-                  speaker_embedding=speaker.name, split_note="train on 'train'" + (
-                      "; the checked split is the train split itself" if split == "train" else ""))
-    return Evaluators(classifier, ranker, speaker, note, gt, report)
-
-
-def evaluator_report(classifier, ranker, x: np.ndarray, emotions: np.ndarray, speakers, strengths) -> dict:
-    """Accuracy of the classifier (overall, per emotion) and RMSE of each ranker against
-    ground-truth strength (its emotion's and the Neutral utterances, Neutral = 0) on natural x."""
-    pred = classifier.predict(x)
-    report = {"emotion_accuracy": float(np.mean(pred == emotions)),
-              "emotion_accuracy_by_emotion": {e: float(np.mean(pred[emotions == e] == e))
-                                              for e in EMOTIONS if (emotions == e).any()}}
-    if strengths is not None and np.isfinite(strengths).all():
-        report["strength_rmse_by_emotion"] = {
-            e: float(np.sqrt(np.mean((ranker.score(x[keep], e) - strengths[keep]) ** 2)))
-            for e in ranker.models for keep in [(emotions == e) | (emotions == SOURCE_EMOTION)]}
-    return report
-
-
-def _audio(path) -> np.ndarray:
-    from engine.audio import load_audio
-
-    return load_audio(path, SR)
-
-
-@dataclass
-class _Fixed:
-    """What scoring a trial needs besides the converted audio, computed once for every system."""
-
-    target: object
-    source_speaker: np.ndarray
-    strength_target: float
-
-
-def _fixed(trial: Trial, audio: dict, evals: Evaluators) -> _Fixed:
-    ref_id = trial.reference.utt_id
-    if ref_id in evals.gt:
-        strength = evals.gt[ref_id]
-    else:
-        strength = float(evals.ranker.score(utterance_features(audio["reference"]), trial.emotion)[0])
-    return _Fixed(analyse(audio["target"]), evals.speaker.embed(audio["source"]), strength)
-
-
-def score(converted: np.ndarray, trial: Trial, fixed: _Fixed, evals: Evaluators) -> dict:
-    """One converted utterance's metrics against its trial."""
-    converted = np.nan_to_num(np.asarray(converted, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    analysis, feats = analyse(converted), utterance_features(converted)
-    strength = float(evals.ranker.score(feats, trial.emotion)[0])
-    return {"mcd_db": mcd(analysis, fixed.target), "f0_rmse_cents": f0_rmse_cents(analysis, fixed.target),
-            "predicted": str(evals.classifier.predict(feats)[0]), "strength": strength,
-            "strength_target": fixed.strength_target,
-            "speaker_cos": ev.cosine(evals.speaker.embed(converted), fixed.source_speaker)}
-
-
-def run_trials(trials: list[Trial], systems: dict[str, System], evals: Evaluators, keep: int = 0):
-    """Per-trial rows for every system, and the audio of the first `keep` trials (for plots)."""
-    rows, kept = [], []
+def _tasks(trials: list, names: list[str], root: Path, opts: Options, stored: _RowCache) -> tuple[list, list]:
+    """A task per trial with the systems not already scored (all of them for a kept trial), and the trial keys."""
+    mos, sweep = _subset(trials, opts.mos_limit), _subset(trials, opts.sweep)
+    tasks, keys = [], []
     for i, trial in enumerate(trials):
-        audio = {k: _audio(getattr(trial, k).path) for k in ("source", "reference", "target")}
-        fixed = _fixed(trial, audio, evals)
-        outputs = {name: system(audio["source"], audio["reference"], audio["target"])
-                   for name, system in systems.items()}
-        for name, converted in outputs.items():
-            rows.append({"system": name, "emotion": trial.emotion, "speaker": trial.source.speaker,
-                         "source": trial.source.utt_id, "reference": trial.reference.utt_id,
-                         "target": trial.target.utt_id, **score(converted, trial, fixed, evals)})
-        if i < keep:
-            kept.append((trial, audio, outputs))
-    return rows, kept
+        key = _trial_key(trial, root, i in mos)
+        todo = tuple(n for n in names if i < opts.keep or stored.get(n, key) is None)
+        tasks.append(Task(i, trial, todo, mos=i in mos, sweep=i in sweep, keep=i < opts.keep))
+        keys.append(key)
+    return tasks, keys
 
 
-def aggregate(rows: list[dict]) -> dict:
-    """{system: {emotion or 'all': metric means}}: MCD and F0 RMSE (over trials with voiced
-    frames in common) as means, accuracy, strength RMSE, mean speaker cosine, trial count."""
-    out: dict = {}
-    for system in dict.fromkeys(r["system"] for r in rows):
-        mine = [r for r in rows if r["system"] == system]
-        out[system] = {group: _summary([r for r in mine if group in ("all", r["emotion"])])
-                       for group in (*TARGET_EMOTIONS, "all") if any(group in ("all", r["emotion"]) for r in mine)}
-    return out
+def _labelled(row: dict, name: str, trial, opts: Options) -> dict:
+    return {"system": name, "emotion": trial.emotion, "speaker": trial.source.speaker,
+            "speakers": speaker_group(trial.source.speaker, opts.trained), "source": trial.source.utt_id,
+            "reference": trial.reference.utt_id, "target": trial.target.utt_id, **row}
 
 
-def _summary(rows: list[dict]) -> dict:
-    f0 = np.array([r["f0_rmse_cents"] for r in rows])
-    err = np.array([r["strength"] - r["strength_target"] for r in rows])
-    return {"n": len(rows), "mcd_db": float(np.mean([r["mcd_db"] for r in rows])),
-            "emotion_accuracy": float(np.mean([r["predicted"] == r["emotion"] for r in rows])),
-            "strength_rmse": float(np.sqrt(np.mean(err ** 2))),
-            "speaker_cos": float(np.mean([r["speaker_cos"] for r in rows])),
-            "f0_rmse_cents": float(np.nanmean(f0)) if np.isfinite(f0).any() else float("nan"),
-            "f0_scored": int(np.isfinite(f0).sum())}
+def score(trials: list, systems: dict, evals, gt: dict, root: Path, opts: Options, evals_key: str,
+          speaker_embedding: str) -> tuple[list, list, list, int]:
+    """(rows, sweep rows, kept (trial, audio, outputs), rows taken from the cache)."""
+    names = list(systems)
+    stored = _RowCache(opts.cache, names, evals_key, speaker_embedding)
+    tasks, keys = _tasks(trials, names, root, opts, stored)
+    results = parallel_map(score_task, tasks, opts.jobs, initializer=init_worker, initargs=(evals, gt, systems))
+    rows, sweep, kept, reused = [], [], [], 0
+    for task, key, result in zip(tasks, keys, results):
+        for name in names:
+            row = result.rows.get(name) or stored.get(name, key)
+            reused += name not in result.rows
+            stored.put(name, key, row)
+            rows.append(_labelled(row, name, task.trial, opts))
+        sweep += [_labelled({**r, "trial": task.index}, r["system"], task.trial, opts) for r in result.sweep]
+        if task.keep:
+            kept.append((task.trial, result.audio, result.outputs))
+    stored.save()
+    return rows, sweep, kept, reused
 
 
-def markdown(results: dict) -> str:
-    header = ["emotion", "system", "n", "MCD-DTW (dB) ↓", "emotion acc ↑", "strength RMSE ↓",
-              "speaker cos ↑", "log-F0 RMSE (cents) ↓"]
-    rows = []
-    for group in (*TARGET_EMOTIONS, "all"):
-        for system, by_group in results.items():
-            if group in by_group:
-                s = by_group[group]
-                rows.append([group, system, str(s["n"]), f"{s['mcd_db']:.2f}", f"{s['emotion_accuracy']:.2f}",
-                             f"{s['strength_rmse']:.3f}", f"{s['speaker_cos']:.3f}", f"{s['f0_rmse_cents']:.0f}"])
-    return markdown_table(header, rows)
+def _labels_note(data, gt: dict) -> str | None:
+    if gt:
+        return None
+    return (f"{data} has no metadata.csv (ground-truth strength): strength is read by the label-free ranker "
+            "only, and each trial's target is its reading of the reference")
 
 
-def evaluator_lines(report: dict, speaker_note: str | None) -> list[str]:
-    """The evaluators' own accuracy on natural speech, with a loud warning when too low to trust."""
-    acc = report["emotion_accuracy"]
-    by = ", ".join(f"{e} {a:.2f}" for e, a in report["emotion_accuracy_by_emotion"].items())
-    lines = [f"evaluator check on {report['checked_on']}: emotion accuracy {acc:.3f} ({by}); "
-             f"classifier and rankers trained on {report['train_utterances']} natural train utterances"]
-    if "strength_rmse_by_emotion" in report:
-        lines.append("strength ranker RMSE vs ground truth: " + ", ".join(
-            f"{e} {v:.3f}" for e, v in report["strength_rmse_by_emotion"].items()))
-    else:
-        lines.append("no ground-truth strengths (metadata.csv): strength targets are the ranker's "
-                     "scores of the references")
-    if acc < MIN_EVALUATOR_ACCURACY:
-        bar = "!" * 78
-        lines += [bar, f"WARNING: the emotion evaluator is only {acc:.0%} accurate on natural speech "
-                       f"(< {MIN_EVALUATOR_ACCURACY:.0%}):", "THE TABLE BELOW IS NOT MEANINGFUL.", bar]
-    lines.append(f"speaker similarity: {report['speaker_embedding']}" + (f" -- {speaker_note}" if speaker_note else ""))
-    return lines
-
-
-def run(data: str | Path, split: str, systems: dict[str, System], limit: int | None = None,
-        jobs: int | None = None, keep: int = 0, echo=print) -> tuple[dict, list]:
-    """Train and check the evaluators (echoing their accuracy first), then score every system."""
+def run(data: str | Path, systems: dict, opts: Options, echo=print) -> tuple[dict, list]:
+    """Fit or load the evaluators, echo their own accuracy first, then score every system."""
+    from benchmarks.evaluators import speaker_embedder
     from training.data.esd import scan, strengths
 
-    utts = scan(data)
-    trials = make_trials(utts, split, limit)
+    t0, root, utts = time.perf_counter(), Path(data), scan(data)
+    trials = make_trials(utts, opts.split, opts.limit)
     if not trials:
-        raise EVCError(f"{data}: no Neutral {split} sentence has a parallel target and another "
+        raise EVCError(f"{data}: no Neutral {opts.split} sentence has a parallel target and another "
                        "sentence of the target emotion to use as reference")
-    evals = train_evaluators(utts, split, strengths(data), jobs)
-    for line in evaluator_lines(evals.report, evals.speaker_note):
+    gt = strengths(data)
+    evals, evals_key, source = corpus_evaluators(root, utts, gt, opts.jobs, opts.cache)
+    held = [u for u in utts if u.split == opts.split]
+    speaker, speaker_note = speaker_embedder()
+    ev_report = {**check(evals, root, held, gt, opts.jobs, opts.cache), "source": source,
+                 "checked_on": f"natural {opts.split} utterances ({len(held)})", "labels_note": _labels_note(data, gt),
+                 "speaker_embedding": speaker.name, "speaker_note": speaker_note}
+    for line in tables.evaluator_lines(ev_report):
         echo(line)
-    rows, kept = run_trials(trials, systems, evals, keep)
-    report = {"benchmark": "quality", "machine": machine(), "corpus": str(Path(data).resolve()), "split": split,
-              "trials": len(trials), "evaluators": evals.report, "speaker_note": evals.speaker_note,
-              "metrics": _METRICS, "results": aggregate(rows), "rows": rows}
+    rows, sweep, kept, reused = score(trials, systems, evals, gt, root, opts, evals_key, speaker.name)
+    report = {"benchmark": "quality", "machine": machine(), "corpus": str(root.resolve()), "split": opts.split,
+              "trials": len(trials), "training_speakers": list(opts.trained) if opts.trained else None,
+              "evaluators": ev_report, "metrics": METRICS, "results": tables.aggregate(rows),
+              "sweep": tables.aggregate_sweep(sweep) if sweep else {}, "rows": rows, "sweep_rows": sweep,
+              "coverage": {"mos_trials": len(_subset(trials, opts.mos_limit)), "sweep_trials": len({r["trial"]
+                           for r in sweep}), "rows_from_cache": reused}, "seconds": time.perf_counter() - t0}
     return report, kept
 
 
-_METRICS = {
+METRICS = {
     "mcd_db": "MCD with DTW on WORLD mel-cepstra c1..c24 (alpha 0.42, pysptk.sp2mc), 5 ms frames, "
               "silence trimmed, mean over the path; converted vs parallel target",
     "f0_rmse_cents": "RMSE of log-F0 (DIO+StoneMask) in cents on DTW-aligned frames voiced in both",
-    "emotion_accuracy": "SVM (RBF) on utterance statistics, trained on the corpus's natural train split",
-    "strength_rmse": "per-emotion ranking SVM score vs the reference's ground-truth strength "
-                     "(or the ranker's score of the reference without ground truth)",
+    "emotion_accuracy": "SVM (RBF) on speaker-normalised utterance statistics, trained on the corpus's "
+                        "natural train split",
+    "strength_rmse_sup": "per-emotion ridge regression of ground-truth strength (natural train split) read on "
+                         "the converted speech, vs the reference's ground-truth strength",
+    "strength_rmse_rank": "label-free per-emotion ranking SVM (neutral < emotional), same target (or, without "
+                          "ground truth, its own reading of the reference)",
     "speaker_cos": "cosine of speaker embeddings, converted vs source",
+    "sig/bak/ovrl/p808": "DNSMOS P.835 signal, background, overall and P.808 MOS (speechmos's ONNX models), "
+                         "on the first --mos-limit source sentences per speaker; zero effort is the natural source",
+    "sweep": "the model's strength knob: embedding e_n + s (e_ref - e_n), e_n the emotion encoding of the "
+             "Neutral utterance of the reference's sentence; mean reading per s, Spearman's rho of s vs reading",
 }
 
 
-def engine_system(cfg) -> System:
-    """The model as the engine runs it: reference -> EmotionEncoder embedding, then the streaming
-    pipeline over the source from a reset state (convert_array)."""
-    from engine.bank import EmotionEncoder
-    from engine.cli_files import convert_array
-    from engine.pipeline import StreamingConverter
+def _options(args, trained) -> Options:
+    import os
 
-    converter = StreamingConverter(cfg, quiet=True)
-    encoder = EmotionEncoder(converter.sessions, converter.manifest)
+    from benchmarks.cache import default_dir
 
-    def convert(source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
-        converter.set_embedding(encoder.encode(reference).embedding, crossfade_blocks=0)
-        converter.reset()
-        return convert_array(converter, source).copy()
-
-    return convert
+    cache = Cache(None if args.no_cache else (args.cache or default_dir()))
+    return Options(split=args.split, limit=args.limit, jobs=args.jobs or os.cpu_count(), keep=args.examples,
+                   mos_limit=args.mos_limit, sweep=args.sweep, trained=trained, cache=cache)
 
 
-def _systems(args) -> tuple[dict[str, System], str | None]:
-    """Baselines plus the model when one is given or configured; a note when there is none."""
-    from benchmarks.models import base_config, default_model, model_config
+def _systems(args) -> tuple[dict, list[str], Path | None]:
+    """The systems (the model when one is given or configured), notes on rows left out, the model dir."""
+    from benchmarks import systems
+    from benchmarks.models import base_config, default_model
 
     cfg = base_config(args.config)
     try:
         model = Path(args.model) if args.model else default_model(cfg)
     except EVCError as e:
-        return dict(BASELINES), f"{e}; scoring the baselines only"
-    return {**BASELINES, f"model ({model.name})": engine_system(model_config(cfg, model))}, None
+        return systems.build(cfg, None)[0], [f"{e}; scoring the references and baselines only"], None
+    built, notes = systems.build(cfg, model)
+    return built, notes, model
+
+
+def write(report: dict, kept: list, out: Path, notes: list[str]) -> list[Path]:
+    """quality.md, quality.json and the PNGs beside them."""
+    from benchmarks import plots
+
+    results, sweep = report["results"], report["sweep"]
+    lines = [*tables.evaluator_lines(report["evaluators"]), *(f"note: {n}" for n in notes),
+             machine_line(report["machine"]), _coverage_line(report), "", "All emotions:", "",
+             tables.quality_table(results, (tables.ALL,)), "", "Per emotion:", "",
+             tables.quality_table(results, tables.TARGET_EMOTIONS), ""]
+    if sweep:
+        lines += ["Strength sweep (the model's knob; reading by the supervised evaluator where there are labels):",
+                  "", tables.sweep_table(sweep), ""]
+    md = out / "quality.md"
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text("\n".join(lines))
+    written = [md, write_json(out / "quality.json", report), plots.quality_bars(results, out / "quality_bars.png")]
+    if sweep:
+        written.append(plots.strength_sweep(sweep, out / "strength_sweep.png"))
+    figure = plots.quality_figure(kept, out / "quality.png")
+    return written + ([figure] if figure else [])
+
+
+def _coverage_line(report: dict) -> str:
+    c = report["coverage"]
+    return (f"{report['trials']} trials; DNSMOS on {c['mos_trials']}, strength sweep on {c['sweep_trials']}; "
+            f"{c['rows_from_cache']} rows of corpus-only systems from the cache; {report['seconds']:.0f} s")
 
 
 def cmd(args) -> int:
-    import os
+    from benchmarks.trials import training_speakers
 
-    from benchmarks.plots import quality_figure
-
-    systems, note = _systems(args)
-    if note:
+    systems, notes, model = _systems(args)
+    for note in notes:
         print(f"note: {note}")
-    report, kept = run(args.data, args.split, systems, args.limit, args.jobs or os.cpu_count(), args.examples)
-    out = Path(args.out)
-    table = markdown(report["results"])
+    report, kept = run(args.data, systems, _options(args, training_speakers(model)))
     print(machine_line(report["machine"]))
-    print(table)
-    md = out / "quality.md"
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text("\n".join([*evaluator_lines(report["evaluators"], report["speaker_note"]),
-                             machine_line(report["machine"]), "", table, ""]))
-    png = quality_figure(kept, out / "quality.png")
-    print(f"wrote {md}, {write_json(out / 'quality.json', report)}" + (f" and {png}" if png else ""))
+    print(_coverage_line(report))
+    print(tables.quality_table(report["results"], (tables.ALL,)))
+    if report["sweep"]:
+        print(tables.sweep_table(report["sweep"]))
+    print("wrote " + ", ".join(str(p) for p in write(report, kept, Path(args.out), notes)))
     return 0

@@ -1,8 +1,13 @@
-"""`evc bench quality` on a tiny fabricated corpus: trials, evaluators, metrics, outputs."""
+"""`evc bench quality` on a tiny fabricated corpus: evaluators, reference rows, seen/unseen speakers,
+the strength sweep, cached rows, outputs. DNSMOS is stood in for by a cheap function of the audio
+(tests/benchmarks/test_naturalness.py runs the real one)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -10,32 +15,33 @@ import pytest
 pytest.importorskip("pyworld")
 pytest.importorskip("sklearn")
 
-from benchmarks import quality  # noqa: E402
+from benchmarks import naturalness, quality, quality_tables, systems  # noqa: E402
+from benchmarks.cache import Cache  # noqa: E402
+from benchmarks.scoring import SWEEP_STRENGTHS  # noqa: E402
 from engine.cli import main  # noqa: E402
+from engine.errors import ModelError  # noqa: E402
 from support.fabricated import write_corpus  # noqa: E402
 from support.toy_engine import toy_config  # noqa: E402
-from training.data.esd import scan  # noqa: E402
 
 pytestmark = pytest.mark.slow
 PERFECT = "perfect (the target itself)"
+TOY = "toy model"
+
+
+class FakeDnsmos:
+    name = "fake"
+
+    def score(self, audio):
+        level = float(np.clip(np.std(audio) * 10, 0, 1))
+        return {"sig": 3.0 + level, "bak": 3.5, "ovrl": 2.5 + level, "p808": 3.2}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _features_once():
-    """Each file's statistics computed once per module (single-process calls only, so that the
-    pool test still runs the pool): three evaluator trainings, one extraction."""
-    original, cache = quality.features_of, {}
-
-    def memo(paths, jobs):
-        if jobs and jobs > 1:
-            return original(paths, jobs)
-        missing = [p for p in paths if p not in cache]
-        if missing:
-            cache.update(zip(missing, original(missing, 1)))
-        return np.stack([cache[p] for p in paths])
-
+def _stand_ins():
+    """Cheap DNSMOS; copy synthesis that returns its input (engine.resynth may not exist yet)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(quality, "features_of", memo)
+        mp.setattr(naturalness, "Dnsmos", FakeDnsmos)
+        mp.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda model, audio: audio))
         yield
 
 
@@ -45,99 +51,207 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def scored(corpus, tmp_path_factory):
-    """Baselines, a perfect stand-in converter and the toy model through the engine, on 8 trials."""
-    systems = {**quality.BASELINES, PERFECT: lambda source, reference, target: target,
-               "toy model": quality.engine_system(toy_config(tmp_path_factory.mktemp("toy")))}
+def cache_dir(tmp_path_factory):
+    """One cache for the module: the evaluators are fitted once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def toy_cfg(tmp_path_factory):
+    return toy_config(tmp_path_factory.mktemp("toy"))
+
+
+def _systems(toy_cfg) -> dict:
+    return {systems.ORACLE: systems.CORPUS_ONLY[systems.ORACLE],
+            systems.COPY_SYNTHESIS: systems.CopySynthesis(toy_cfg.model_dir), **systems.BASELINES,
+            PERFECT: lambda source, reference, target: target, TOY: systems.EngineSystem(toy_cfg)}
+
+
+def _run(corpus, cache_dir, toy_cfg, **options):
     lines = []
-    report, kept = quality.run(corpus, "test", systems, limit=1, jobs=1, keep=2, echo=lines.append)
+    opts = quality.Options(**{"limit": 1, "jobs": 1, "keep": 2, "mos_limit": 1, "sweep": 1, "trained": ("0011",),
+                              "cache": Cache(cache_dir), **options})
+    report, kept = quality.run(corpus, _systems(toy_cfg), opts, echo=lines.append)
     return report, kept, lines
 
 
-def test_trials_pair_a_neutral_source_with_another_sentence_and_its_parallel_target(corpus):
-    trials = quality.make_trials(scan(corpus), "test")
-    assert len(trials) == 2 * 2 * 4  # speakers x test sentences x target emotions
-    for t in trials:
-        assert t.source.emotion == "Neutral" and t.target.emotion == t.reference.emotion == t.emotion
-        assert t.source.speaker == t.reference.speaker == t.target.speaker
-        assert t.target.position == t.source.position != t.reference.position
-        assert t.source.split == t.target.split == t.reference.split == "test"
-    assert len(quality.make_trials(scan(corpus), "test", limit=1)) == 2 * 4
+@pytest.fixture(scope="module")
+def scored(corpus, cache_dir, toy_cfg):
+    """References, baselines, a perfect stand-in and the toy model on 8 trials; 0011 'seen'."""
+    return _run(corpus, cache_dir, toy_cfg)
 
 
-def test_features_in_processes_equal_features_in_one(corpus):
-    paths = [u.path for u in scan(corpus, speakers=["0011"], emotions=["Sad"])][:8]
-    np.testing.assert_array_equal(quality.features_of(paths, 2), np.stack([quality.features_of([p], 1)[0]
-                                                                            for p in paths]))
-
-
-def test_evaluators_are_accurate_on_the_fabricated_corpus_and_said_first(scored):
+def test_evaluators_own_accuracy_and_strength_rmse_are_said_first(scored):
     report, _, lines = scored
     ev = report["evaluators"]
-    assert ev["emotion_accuracy"] >= quality.MIN_EVALUATOR_ACCURACY
-    assert lines[0].startswith("evaluator check on natural test utterances (20)")
-    assert set(ev["strength_rmse_by_emotion"]) == {"Angry", "Happy", "Sad", "Surprise"}
-    assert all(0 <= v < 0.35 for v in ev["strength_rmse_by_emotion"].values())
-    assert not any("NOT MEANINGFUL" in line for line in lines)
+    assert lines[0].startswith("evaluator check on natural test utterances (20): emotion accuracy")
+    assert ev["emotion_accuracy"] >= quality_tables.MIN_EVALUATOR_ACCURACY
+    assert lines[1].startswith("strength evaluators' RMSE") and "supervised" in lines[1] and "ranker" in lines[1]
+    assert set(ev["strength_sup_rmse_by_emotion"]) == {"Angry", "Happy", "Sad", "Surprise", "all"}
+    assert ev["strength_sup_rmse_by_emotion"]["all"] < 0.08
+    assert 0 <= ev["strength_rank_rmse_by_emotion"]["all"] < 0.35
+    assert not any("NOT MEANINGFUL" in line or "STRENGTH COLUMNS" in line for line in lines)
 
 
-def test_a_perfect_conversion_scores_zero_distance_and_full_accuracy(scored):
-    perfect = scored[0]["results"][PERFECT]["all"]
-    assert perfect["n"] == 8 and perfect["mcd_db"] == 0.0 and perfect["f0_rmse_cents"] == 0.0
-    assert perfect["emotion_accuracy"] == 1.0
+def test_rows_are_split_by_the_model_speakers(scored):
+    results = scored[0]["results"]
+    assert set(results) == {systems.ORACLE, systems.COPY_SYNTHESIS, *systems.BASELINES, PERFECT, TOY}
+    for by_group in results.values():
+        assert set(by_group) == {"seen", "unseen", "all"}
+        assert by_group["seen"]["all"]["n"] == by_group["unseen"]["all"]["n"] == 4
+        assert by_group["all"]["all"]["n"] == 8
+    rows = scored[0]["rows"]
+    assert {r["speakers"] for r in rows if r["speaker"] == "0011"} == {"seen"}
+    assert {r["speakers"] for r in rows if r["speaker"] == "0012"} == {"unseen"}
+
+
+def test_a_perfect_conversion_scores_zero_distance_full_accuracy_and_the_targets_strength(scored):
+    perfect = scored[0]["results"][PERFECT]["all"]["all"]
+    assert perfect["mcd_db"] == 0.0 and perfect["f0_rmse_cents"] == 0.0 and perfect["emotion_accuracy"] == 1.0
+    copy = scored[0]["results"][systems.COPY_SYNTHESIS]["all"]["all"]  # the stand-in returns the target
+    assert copy["mcd_db"] == 0.0 and copy["strength_rmse_sup"] == pytest.approx(perfect["strength_rmse_sup"])
+
+
+def test_the_oracle_is_a_floor_close_to_the_target(scored):
+    results = scored[0]["results"]
+    oracle, zero = results[systems.ORACLE]["all"]["all"], results["zero effort"]["all"]["all"]
+    assert 0.0 < oracle["mcd_db"] < zero["mcd_db"]
+    assert oracle["emotion_accuracy"] >= 0.75 and oracle["f0_rmse_cents"] < zero["f0_rmse_cents"]
 
 
 def test_numbers_are_in_range_for_every_system(scored):
-    results = scored[0]["results"]
-    assert set(results) == {"zero effort", "DSP prosody transplant", PERFECT, "toy model"}
-    for by_group in results.values():
-        assert sum(by_group[e]["n"] for e in quality.TARGET_EMOTIONS) == by_group["all"]["n"] == 8
-        for s in by_group.values():
-            assert s["mcd_db"] >= 0 and 0 <= s["emotion_accuracy"] <= 1 and 0 <= s["strength_rmse"] <= 1
-            assert -1 - 1e-6 <= s["speaker_cos"] <= 1 + 1e-6
-            assert np.isnan(s["f0_rmse_cents"]) or s["f0_rmse_cents"] >= 0
-    zero = results["zero effort"]["all"]
+    for by_group in scored[0]["results"].values():
+        for by_emotion in by_group.values():
+            assert sum(by_emotion[e]["n"] for e in quality_tables.TARGET_EMOTIONS) == by_emotion["all"]["n"]
+            for s in by_emotion.values():
+                assert s["mcd_db"] >= 0 and 0 <= s["emotion_accuracy"] <= 1
+                assert 0 <= s["strength_rmse_sup"] <= 1 and 0 <= s["strength_rmse_rank"] <= 1
+                assert -1 - 1e-6 <= s["speaker_cos"] <= 1 + 1e-6
+                assert s["mos_n"] == s["n"] and 1.0 <= s["ovrl"] <= 5.0
+    zero = scored[0]["results"]["zero effort"]["all"]["all"]
     assert zero["speaker_cos"] == pytest.approx(1.0, abs=1e-5) and zero["mcd_db"] > 1.0
 
 
-def test_the_dsp_baseline_moves_prosody_towards_the_target(scored):
+def test_the_dsp_baseline_moves_prosody_and_strength_towards_the_reference(scored):
     results = scored[0]["results"]
-    dsp, zero = results["DSP prosody transplant"]["all"], results["zero effort"]["all"]
+    dsp, zero = results["DSP prosody transplant"]["all"]["all"], results["zero effort"]["all"]["all"]
     assert dsp["f0_rmse_cents"] < zero["f0_rmse_cents"]
     assert dsp["emotion_accuracy"] > zero["emotion_accuracy"]
-    assert dsp["strength_rmse"] < zero["strength_rmse"]
+    assert dsp["strength_rmse_sup"] < zero["strength_rmse_sup"]
 
 
-def test_markdown_has_a_row_per_system_and_emotion(scored):
-    table = quality.markdown(scored[0]["results"])
-    assert table.count("\n") == 1 + 5 * 4
-    assert "| all | toy model | 8 |" in table
+def test_the_sweep_reads_the_model_at_every_setting(scored):
+    report = scored[0]
+    sweep_rows = report["sweep_rows"]
+    assert {r["system"] for r in sweep_rows} == {TOY}
+    assert len(sweep_rows) == 8 * len(SWEEP_STRENGTHS) and report["coverage"]["sweep_trials"] == 8
+    s = report["sweep"][TOY]["all"]["all"]
+    assert s["n"] == 8 and s["reader"] == "strength_sup"
+    assert list(s["mean_reading"]) == [str(v) for v in SWEEP_STRENGTHS]
+    assert all(0.0 <= v <= 1.0 for v in s["mean_reading"].values())
+    assert np.isnan(s["spearman"]) or -1.0 <= s["spearman"] <= 1.0
 
 
-def test_cli_on_the_toy_model_writes_markdown_json_png(corpus, tmp_path, capsys):
+def test_sweep_summary_finds_a_monotonic_knob_and_a_flat_one():
+    def rows(reading):
+        return [{"trial": t, "setting": s, "strength_sup": reading(s, t), "strength_rank": np.nan}
+                for t in range(3) for s in SWEEP_STRENGTHS]
+
+    rising = quality_tables.sweep_summary(rows(lambda s, t: 0.8 * s + 0.05 * t))
+    assert rising["spearman_per_trial_mean"] == pytest.approx(1.0)
+    assert rising["spearman"] > 0.9 and rising["mean_reading"]["0.5"] == pytest.approx(0.45)
+    flat = quality_tables.sweep_summary(rows(lambda s, t: 0.3))
+    assert np.isnan(flat["spearman"]) and flat["mean_reading"]["1.0"] == pytest.approx(0.3)
+
+
+def test_a_rerun_takes_the_corpus_only_rows_from_the_cache(corpus, cache_dir, toy_cfg, scored):
+    again, _, _ = _run(corpus, cache_dir, toy_cfg)
+    corpus_only = len(systems.CORPUS_ONLY)
+    assert again["coverage"]["rows_from_cache"] == (8 - 2) * corpus_only  # the 2 kept trials are rerun
+    for name in systems.CORPUS_ONLY:
+        first, second = scored[0]["results"][name]["all"]["all"], again["results"][name]["all"]["all"]
+        assert second["mcd_db"] == pytest.approx(first["mcd_db"]) and second["ovrl"] == pytest.approx(first["ovrl"])
+
+
+def test_markdown_tables_have_a_row_per_group_emotion_and_system(scored):
+    results = scored[0]["results"]
+    table = quality_tables.quality_table(results, (quality_tables.ALL,))
+    assert table.count("\n") == 1 + 3 * 6
+    assert "| unseen | all | toy model | 4 |" in table
+    per_emotion = quality_tables.quality_table(results, quality_tables.TARGET_EMOTIONS)
+    assert per_emotion.count("\n") == 1 + 3 * 4 * 6
+    sweep = quality_tables.sweep_table(scored[0]["sweep"])
+    assert "reading @ 0.25" in sweep and sweep.count("\n") == 1 + 3 * 5
+
+
+def test_a_corpus_without_metadata_gets_the_label_free_reader_with_a_notice(corpus, cache_dir, toy_cfg, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(corpus, bare)
+    (bare / "metadata.csv").unlink()
+    report, _, lines = _run(bare, cache_dir, toy_cfg, keep=0, mos_limit=0, sweep=0)
+    notices = [line for line in lines if "metadata.csv" in line]
+    assert len(notices) == 1 and notices[0].startswith("note:") and "label-free" in notices[0]
+    assert "strength_sup_rmse_by_emotion" not in report["evaluators"]
+    zero = report["results"]["zero effort"]["unseen"]["all"]
+    assert np.isnan(zero["strength_rmse_sup"]) and 0 <= zero["strength_rmse_rank"] <= 1
+    assert zero["mos_n"] == 0 and np.isnan(zero["ovrl"])
+
+
+def test_copy_synthesis_is_skipped_with_a_note_for_a_model_without_a_vocoder(monkeypatch, toy_cfg):
+    def refuse(model, audio):
+        raise ModelError(f"{model} has no vocoder graph")
+
+    monkeypatch.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=refuse))
+    built, notes = systems.build(toy_cfg, toy_cfg.model_dir)
+    assert list(built) == [systems.ORACLE, *systems.BASELINES, f"model ({toy_cfg.model_dir.name})"]
+    assert len(notes) == 1 and notes[0].startswith("no copy-synthesis row") and "no vocoder graph" in notes[0]
+    monkeypatch.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda m, a: a))
+    built, notes = systems.build(toy_cfg, toy_cfg.model_dir)
+    assert systems.COPY_SYNTHESIS in built and notes == []
+
+
+def test_scoring_in_processes_equals_scoring_in_one(corpus, cache_dir):
+    """Spawned workers (the real DNSMOS is built there, unused with mos_limit 0) give the same rows.
+    The baselines under other names: rows of corpus-only systems would come from the cache."""
+    renamed = {f"{name} (renamed)": system for name, system in systems.BASELINES.items()}
+    opts = dict(limit=1, mos_limit=0, sweep=0, cache=Cache(cache_dir))
+    one, _ = quality.run(corpus, renamed, quality.Options(jobs=1, **opts), echo=lambda _: None)
+    two, _ = quality.run(corpus, renamed, quality.Options(jobs=2, **opts), echo=lambda _: None)
+    assert two["coverage"]["rows_from_cache"] == 0 and len(two["rows"]) == 2 * 8
+    for a, b in zip(one["rows"], two["rows"]):
+        assert a["system"] == b["system"] and a["source"] == b["source"]
+        assert a["mcd_db"] == pytest.approx(b["mcd_db"]) and a["strength_sup"] == pytest.approx(b["strength_sup"])
+
+
+def test_cli_on_the_toy_model_writes_markdown_json_and_plots(corpus, cache_dir, tmp_path, capsys):
     cfg = tmp_path / "engine.yaml"
     cfg.write_text("runtime: {providers: [cpu]}\n")
     model = toy_config(tmp_path).model_dir
     out = tmp_path / "out"
     assert main(["--config", str(cfg), "bench", "quality", "--data", str(corpus), "--model", str(model),
-                 "--limit", "1", "--jobs", "1", "--examples", "2", "--out", str(out)]) == 0
+                 "--limit", "1", "--jobs", "1", "--examples", "2", "--mos-limit", "0", "--sweep", "1",
+                 "--cache", str(cache_dir), "--out", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("evaluator check")
     report = json.loads((out / "quality.json").read_text())
-    assert set(report["results"]) == {"zero effort", "DSP prosody transplant", "model (toy)"}
-    assert len(report["rows"]) == 3 * 8 and report["machine"]["cpu"]
+    model_row = f"model ({model.name})"
+    assert set(report["results"]) == {systems.ORACLE, systems.COPY_SYNTHESIS, *systems.BASELINES, model_row}
+    assert set(report["results"][model_row]) == {"unknown"}  # the toy manifest lists no training speakers
+    assert len(report["rows"]) == 5 * 8 and report["machine"]["cpu"]
     md = (out / "quality.md").read_text()
-    assert md.startswith("evaluator check") and "| all | model (toy) | 8 |" in md
-    assert (out / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert md.startswith("evaluator check") and f"| unknown | all | {model_row} | 8 |" in md
+    assert "Strength sweep" in md
+    for png in ("quality.png", "quality_bars.png", "strength_sweep.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_without_a_model_scores_the_baselines_and_says_so(corpus, tmp_path, capsys):
+def test_cli_without_a_model_scores_references_and_baselines_and_says_so(corpus, cache_dir, tmp_path, capsys):
     cfg = tmp_path / "engine.yaml"
     cfg.write_text(f"model: {{dir: {tmp_path / 'none'}}}\n")
     assert main(["--config", str(cfg), "bench", "quality", "--data", str(corpus), "--limit", "1", "--jobs", "1",
-                 "--examples", "0", "--out", str(tmp_path / "out")]) == 0
+                 "--examples", "0", "--mos-limit", "0", "--cache", str(cache_dir), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "scoring the baselines only" in out.splitlines()[0]
-    assert set(json.loads((tmp_path / "out" / "quality.json").read_text())["results"]) == {
-        "zero effort", "DSP prosody transplant"}
+    assert "scoring the references and baselines only" in out.splitlines()[0]
+    report = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert set(report["results"]) == set(systems.CORPUS_ONLY) and report["sweep"] == {}
     assert not (tmp_path / "out" / "quality.png").exists()

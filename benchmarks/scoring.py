@@ -1,0 +1,133 @@
+"""Scoring trials, in worker processes: each trial's systems run and their outputs measured.
+
+A worker holds the fitted evaluators, a speaker embedder, DNSMOS and the systems (set up
+once by `init_worker`); `score_task` runs one trial: the systems it is asked for, the
+strength sweep where asked, DNSMOS where asked (it costs about a second per utterance,
+more than everything else together), and returns plain rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from benchmarks import evaluators as ev
+from benchmarks.features import SR, analyse, utterance_features
+from benchmarks.metrics import f0_rmse_cents, mcd
+from benchmarks.naturalness import COLUMNS as MOS_COLUMNS
+from benchmarks.trials import Trial
+
+SCORING_VERSION = 1
+"""Bump when a measurement changes: cached rows are keyed on it."""
+SWEEP_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Trial `index`: run `systems` on it; DNSMOS, the sweep and returning the audio when asked."""
+
+    index: int
+    trial: Trial
+    systems: tuple[str, ...]
+    mos: bool = False
+    sweep: bool = False
+    keep: bool = False
+
+
+@dataclass
+class Result:
+    index: int
+    rows: dict[str, dict]
+    sweep: list[dict] = field(default_factory=list)
+    audio: dict | None = None
+    outputs: dict | None = None
+
+
+@dataclass
+class _Worker:
+    evals: object
+    gt: dict
+    systems: dict
+    speaker: object
+    dnsmos: object
+
+
+_WORKER: _Worker | None = None
+
+
+def init_worker(evals, gt: dict, systems: dict) -> None:
+    """Set up this process to score: what it needs is built once, not per trial."""
+    from benchmarks.naturalness import Dnsmos
+
+    global _WORKER
+    _WORKER = _Worker(evals, gt, systems, ev.speaker_embedder()[0], Dnsmos())
+
+
+def _load(utt) -> np.ndarray:
+    from engine.audio import load_audio
+
+    return load_audio(utt.path, SR)
+
+
+@dataclass
+class _Fixed:
+    """What scoring a trial needs besides the converted audio, computed once for every system."""
+
+    target: object
+    source_speaker: np.ndarray
+    strength_target: float
+
+
+def _fixed(w: _Worker, trial: Trial, audio: dict) -> _Fixed:
+    """Target analysis, source speaker embedding, and the reference's strength: ground truth, else
+    the label-free ranker's reading of the reference."""
+    ref = trial.reference
+    if ref.utt_id in w.gt:
+        strength = float(w.gt[ref.utt_id])
+    else:
+        strength = float(w.evals.read(utterance_features(audio["reference"]), ref.speaker, ref.emotion)
+                         ["strength_rank"][0])
+    return _Fixed(analyse(audio["target"]), w.speaker.embed(audio["source"]), strength)
+
+
+def measure(w: _Worker, converted: np.ndarray, trial: Trial, fixed: _Fixed, mos: bool) -> dict:
+    """One converted utterance's metrics against its trial (DNSMOS columns nan unless mos)."""
+    converted = np.nan_to_num(np.asarray(converted, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    analysis = analyse(converted)
+    reading = w.evals.read(utterance_features(converted), trial.source.speaker, trial.emotion)
+    row = {"mcd_db": mcd(analysis, fixed.target), "f0_rmse_cents": f0_rmse_cents(analysis, fixed.target),
+           "predicted": str(reading["predicted"][0]), "strength_sup": float(reading["strength_sup"][0]),
+           "strength_rank": float(reading["strength_rank"][0]), "strength_target": fixed.strength_target,
+           "speaker_cos": ev.cosine(w.speaker.embed(converted), fixed.source_speaker)}
+    row.update(w.dnsmos.score(converted) if mos else dict.fromkeys(MOS_COLUMNS, float("nan")))
+    return row
+
+
+def _sweep(w: _Worker, trial: Trial, audio: dict, names) -> list[dict]:
+    """Readings of each sweeping system's output at SWEEP_STRENGTHS on this trial's reference."""
+    rows = []
+    for name in names:
+        system = w.systems[name]
+        if not hasattr(system, "sweep") or "neutral" not in audio:
+            continue
+        outputs = system.sweep(audio["source"], audio["reference"], audio["neutral"], SWEEP_STRENGTHS)
+        for s, out in zip(SWEEP_STRENGTHS, outputs):
+            reading = w.evals.read(utterance_features(out), trial.source.speaker, trial.emotion)
+            rows.append({"system": name, "setting": s, "predicted": str(reading["predicted"][0]),
+                         "strength_sup": float(reading["strength_sup"][0]),
+                         "strength_rank": float(reading["strength_rank"][0])})
+    return rows
+
+
+def score_task(task: Task) -> Result:
+    """Run and measure task.systems on task.trial (in a worker set up by init_worker)."""
+    w, trial = _WORKER, task.trial
+    audio = {k: _load(getattr(trial, k)) for k in ("source", "reference", "target")}
+    if task.sweep and trial.neutral is not None:
+        audio["neutral"] = _load(trial.neutral)
+    fixed = _fixed(w, trial, audio)
+    outputs = {name: w.systems[name](audio["source"], audio["reference"], audio["target"]) for name in task.systems}
+    rows = {name: measure(w, out, trial, fixed, task.mos) for name, out in outputs.items()}
+    sweep = _sweep(w, trial, audio, task.systems) if task.sweep else []
+    return Result(task.index, rows, sweep, audio if task.keep else None, outputs if task.keep else None)

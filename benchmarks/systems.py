@@ -1,0 +1,127 @@
+"""The rows of a quality table: systems (source, reference, target) audio (N,) float32 -> converted (N',).
+
+* references (floors; they are given the target): the oracle, the target through WORLD
+  analysis/synthesis; copy synthesis, the target's own features through the model's
+  vocoder (engine.resynth), skipped with a note for a model that has no vocoder graph;
+* baselines (benchmarks.baselines): zero effort, the DSP prosody transplant;
+* the model as the engine runs it, which can also sweep its strength knob.
+
+Every system pickles (a module-level function, or a class that builds its sessions on
+first use), so scoring workers in other processes can run it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.baselines import prosody_transplant, world_resynthesis, zero_effort
+
+SYSTEMS_VERSION = 1
+"""Bump when the oracle or a baseline changes: their rows are cached (they depend on the corpus only)."""
+System = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(source, reference, target) -> converted. Real systems never look at the target; references and a
+test's perfect stand-in do."""
+ORACLE = "oracle (WORLD resynthesis)"
+COPY_SYNTHESIS = "copy synthesis"
+
+
+def _zero_effort(source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return zero_effort(source, reference)
+
+
+def _prosody_transplant(source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return prosody_transplant(source, reference)
+
+
+def _oracle(source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return world_resynthesis(target)
+
+
+BASELINES: dict[str, System] = {"zero effort": _zero_effort, "DSP prosody transplant": _prosody_transplant}
+CORPUS_ONLY: dict[str, System] = {ORACLE: _oracle, **BASELINES}
+"""Systems whose output depends on the corpus files alone: their scored rows are cached."""
+
+
+class EngineSystem:
+    """The model as the engine runs it: reference -> EmotionEncoder embedding, then the streaming
+    pipeline over the source from a reset state (engine.cli_files.convert_array)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._parts = None
+
+    def __getstate__(self) -> dict:
+        return {"cfg": self.cfg, "_parts": None}  # ONNX Runtime sessions do not pickle: rebuilt on first use
+
+    def _ready(self):
+        from engine.bank import EmotionEncoder
+        from engine.pipeline import StreamingConverter
+
+        if self._parts is None:
+            converter = StreamingConverter(self.cfg, quiet=True)
+            self._parts = converter, EmotionEncoder(converter.sessions, converter.manifest)
+        return self._parts
+
+    def _convert(self, source: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        from engine.cli_files import convert_array
+
+        converter, _ = self._ready()
+        converter.set_embedding(embedding, crossfade_blocks=0)
+        converter.reset()
+        return convert_array(converter, source).copy()
+
+    def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+        _, encoder = self._ready()
+        return self._convert(source, encoder.encode(reference).embedding)
+
+    def sweep(self, source: np.ndarray, reference: np.ndarray, neutral: np.ndarray,
+              strengths: tuple[float, ...]) -> list[np.ndarray]:
+        """The source converted at each strength s: embedding e_n + s (e_ref - e_n), e_n the encoding of
+        a Neutral utterance of the speaker (the strength knob of engine.pipeline.set_emotion)."""
+        _, encoder = self._ready()
+        e_ref, e_neutral = encoder.encode(reference).embedding, encoder.encode(neutral).embedding
+        return [self._convert(source, (e_neutral + s * (e_ref - e_neutral)).astype(np.float32)) for s in strengths]
+
+
+class CopySynthesis:
+    """The target's own features through the model's vocoder (engine.resynth.copy_synthesis)."""
+
+    def __init__(self, model_dir: Path):
+        self.model_dir = Path(model_dir)
+
+    def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+        from engine.resynth import copy_synthesis
+
+        return np.asarray(copy_synthesis(self.model_dir, target), np.float32)
+
+
+def copy_synthesis_system(model_dir: Path) -> tuple[CopySynthesis | None, str | None]:
+    """(the copy-synthesis row, None), or (None, why it is skipped) when the model cannot copy-synthesise."""
+    from engine.errors import ModelError
+
+    system = CopySynthesis(model_dir)
+    try:
+        system(np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(1600, np.float32))
+    except ModelError as e:
+        return None, f"no copy-synthesis row: {e}"
+    except ModuleNotFoundError as e:
+        if e.name != "engine.resynth":
+            raise
+        return None, "no copy-synthesis row: this engine has no engine.resynth"
+    return system, None
+
+
+def build(cfg, model_dir: Path | None) -> tuple[dict[str, System], list[str]]:
+    """The systems of a table in row order (references, baselines, model), and notes on rows left out."""
+    if model_dir is None:
+        return dict(CORPUS_ONLY), []
+    from benchmarks.models import model_config
+
+    copy, note = copy_synthesis_system(model_dir)
+    systems: dict[str, System] = {ORACLE: _oracle, **({COPY_SYNTHESIS: copy} if copy else {}), **BASELINES}
+    # One intra-op thread: the benchmark runs one scoring worker per core.
+    systems[f"model ({model_dir.name})"] = EngineSystem(model_config(cfg, model_dir, threads=1))
+    return systems, [note] if note else []
