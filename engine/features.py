@@ -68,6 +68,27 @@ def rfft_into(x, rev, tw_half, tw_full, z, spectrum):
 
 
 @njit(cache=True)
+def irfft_into(spectrum, rev, tw_half, tw_full, z, x):
+    """Inverse of rfft_into: x (n,) float64 := np.fft.irfft(spectrum (n // 2 + 1,) complex128, n).
+
+    rfft_into backwards: the spectra of the even and odd samples are split out of the
+    one-sided spectrum, recombined into the m-point spectrum of z[j] = x[2j] + i x[2j + 1],
+    and z is recovered by a forward FFT of the conjugate (ifft(Z) = conj(fft(conj(Z))) / m).
+    """
+    m = z.size
+    for k in range(m):
+        a = spectrum[k]
+        b = np.conj(spectrum[m - k])
+        even = 0.5 * (a + b)
+        odd = 0.5 * np.conj(tw_full[k]) * (a - b)
+        z[rev[k]] = np.conj(even + 1j * odd)
+    _fft_bitreversed(z, tw_half)
+    for j in range(m):
+        x[2 * j] = z[j].real / m
+        x[2 * j + 1] = -z[j].imag / m
+
+
+@njit(cache=True)
 def _load_frame(state, block, start, window, frame):
     """frame[:win] = window * (state ++ block)[start : start + win]; frame[win:] stays zero."""
     ctx = state.size
@@ -92,7 +113,7 @@ def _log_mel_column(spectrum, fb, fb_lo, fb_hi, log_floor, mag, out, col):
 
 
 @njit(cache=True)
-def _advance_state(state, block):
+def shift_history(state, block):
     """state (context,) := the last `context` samples of state ++ block, in place."""
     ctx = state.size
     nb = block.size
@@ -124,7 +145,7 @@ def log_mel_block(state, block, tables, work, out):
         _load_frame(state, block, k * hop, window, frame)
         rfft_into(frame, rev, tw_half, tw_full, z, spectrum)
         _log_mel_column(spectrum, fb, fb_lo, fb_hi, log_floor, mag, out, k)
-    _advance_state(state, block)
+    shift_history(state, block)
 
 
 def fft_tables(n_fft: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
