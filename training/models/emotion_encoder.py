@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from training.models.frames import MelLifter, with_pitch
+
 
 def frame_mask(lengths: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     """(B, 1, T) mask of valid frames of x (B, C, T), in x's dtype; all ones when lengths is None.
@@ -60,8 +62,12 @@ class ConvBlock(nn.Module):
 
 
 class EmotionEncoder(nn.Module):
-    """Ee: log-mel (B, n_mels, T) [+ lengths (B,)] → frame features F (B, dim, T), zero on padding.
+    """Ee: log-mel (B, n_mels, T), pitch (B, 2, T) [+ lengths (B,)] → frame features F (B, dim, T), zero on padding.
 
+    pitch rows: natural-log F0 (held through unvoiced frames) and voicing in [0, 1], as the
+    generator outputs them (training/models/generator.py frame_pitch): in Stage II Ee reads
+    converted frames, so the pitch the generator sets is what Ee judges. The log-mel is
+    liftered (training/models/frames.py): the pitch reaches Ee through its own rows only.
     An input conv, then n_layers residual convs with dilations 1, 2, 4, ... (local
     spectral and prosodic patterns over syllables), then a 1x1 projection to dim.
     Receptive field: 1 + (kernel_size − 1)·2^n_layers frames (33 = 0.33 s by default).
@@ -73,14 +79,16 @@ class EmotionEncoder(nn.Module):
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size: must be odd for same padding, got {kernel_size}")
         self.dim = dim
-        self.inp = nn.Conv1d(n_mels, channels, kernel_size, padding=kernel_size // 2)
+        self.lifter = MelLifter(n_mels)
+        self.inp = nn.Conv1d(n_mels + 2, channels, kernel_size, padding=kernel_size // 2)
         self.blocks = nn.ModuleList(ConvBlock(channels, kernel_size, 2**i) for i in range(n_layers))
         self.proj = nn.Conv1d(channels, dim, 1)
 
-    def forward(self, mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """mel: (B, n_mels, T) float32, lengths: (B,) valid frames or None (all) → F: (B, dim, T)."""
+    def forward(self, mel: torch.Tensor, pitch: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """mel: (B, n_mels, T), pitch: (B, 2, T) float32, lengths: (B,) valid frames or None (all) → F: (B, dim, T)."""
         mask = frame_mask(lengths, mel)
-        x = self.inp(mel * mask)
+        frames = with_pitch(self.lifter(mel), pitch)
+        x = self.inp(frames * mask)
         for block in self.blocks:
             x = block(x, mask)
         return self.proj(x) * mask

@@ -1,17 +1,34 @@
-"""Generator G: causal content + emotion embedding -> log-mel.
+"""Generator G: causal content + source pitch + emotion embedding -> liftered log-mel, log-F0, voicing.
 
 Every residual block is FiLM-conditioned on the emotion embedding (a per-channel scale
 and shift from a linear map of the embedding), so the emotion acts on every layer while
 the content path stays causal. The embedding is an input of ``step``, never state: the
 engine may switch or crossfade it between blocks.
+
+Pitch. The generator reads the engine tracker's features (engine/pitch.py) as the
+contour's shape and the speaker's register: z = (lf0 - reg_mean) / reg_std, voicing, and
+the register itself; it predicts log-F0 as reg_mean plus a residual. So the register
+(the speaker's identity) comes from the source, while level shift, range and shape of the
+contour are the emotion's to set. Output rows (``Generator.forward``)::
+
+    [0, n_mels)   liftered log-mel (training/models/frames.py)
+    n_mels        natural-log F0 in Hz
+    n_mels + 1    voicing logit
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from training.models.frames import LF0_SCALE, MelLifter, normalised_lf0
 from training.models.streaming import CausalConv1d, FrameLayerNorm, State, StreamingModule, split_state
+
+PITCH_IN = 4
+"""Rows of the tracker's features (engine.pitch.FEATURES): voiced, lf0, reg_mean, reg_std."""
+Z_LIMIT = 5.0
+"""|z| is clipped: the register's spread is tiny for the first voiced frames of a stream."""
 
 LRELU_SLOPE = 0.1
 
@@ -56,12 +73,13 @@ class FiLMBlock(StreamingModule):
 
 
 class Generator(StreamingModule):
-    """Causal (content, emotion) -> log-mel: ``(B, content_dim, T), (B, emotion_dim) -> (B, n_mels, T)``.
+    """Causal (content, pitch, emotion) -> frames: ``(B, content_dim, T), (B, 4, T), (B, D) -> (B, n_mels + 2, T)``.
 
-    conv_pre (causal) -> ``n_layers`` FiLM residual blocks with dilations 1, 2, 4, ...
-    restarting every ``dilation_cycle`` layers -> per-frame norm -> linear 1x1 output.
-    Offline, the emotion may also be given per frame, ``(B, emotion_dim, T)``: stepwise
-    with a different embedding per block equals offline with those embeddings per frame.
+    conv_pre (causal) over content and the pitch condition -> ``n_layers`` FiLM residual
+    blocks with dilations 1, 2, 4, ... restarting every ``dilation_cycle`` layers -> per-frame
+    norm -> linear 1x1 output (rows: see the module docstring). Offline, the emotion may
+    also be given per frame, ``(B, emotion_dim, T)``: stepwise with a different embedding per
+    block equals offline with those embeddings per frame.
 
     State order: ``conv_pre``, then ``blocks.0`` ... ``blocks.{n_layers-1}``.
     """
@@ -69,27 +87,49 @@ class Generator(StreamingModule):
     def __init__(self, content_dim: int, emotion_dim: int, n_mels: int = 80, channels: int = 128,
                  n_layers: int = 6, kernel_size: int = 5, dilation_cycle: int = 4) -> None:
         super().__init__()
-        self.conv_pre = CausalConv1d(content_dim, channels, kernel_size)
+        self.n_mels = n_mels
+        self.conv_pre = CausalConv1d(content_dim + PITCH_IN, channels, kernel_size)
         self.blocks = nn.ModuleList(
             FiLMBlock(channels, emotion_dim, kernel_size, 2 ** (i % dilation_cycle)) for i in range(n_layers))
         self.norm = FrameLayerNorm(channels)
-        self.proj = nn.Conv1d(channels, n_mels, 1)
+        self.proj = nn.Conv1d(channels, n_mels + 2, 1)
+        self.lifter = MelLifter(n_mels)
 
-    def _head(self, x: Tensor) -> Tensor:
-        return self.proj(F.leaky_relu(self.norm(x), LRELU_SLOPE))
+    def _inputs(self, content: Tensor, pitch: Tensor) -> Tensor:
+        """content (B, C, T) and the pitch condition: z, voicing, normalised register mean, log spread."""
+        voiced, lf0, mean, std = pitch[:, 0:1], pitch[:, 1:2], pitch[:, 2:3], pitch[:, 3:4]
+        z = ((lf0 - mean) / std).clamp(-Z_LIMIT, Z_LIMIT)
+        return torch.cat([content, z, voiced, normalised_lf0(mean), torch.log(std / LF0_SCALE)], dim=1)
 
-    def forward(self, content: Tensor, emotion: Tensor) -> Tensor:
-        """content: (B, content_dim, T), emotion: (B, D) or (B, D, T) -> log-mel (B, n_mels, T)."""
-        x = self.conv_pre(content)
+    def _head(self, x: Tensor, pitch: Tensor) -> Tensor:
+        out = self.proj(F.leaky_relu(self.norm(x), LRELU_SLOPE))
+        n = self.n_mels
+        lf0 = pitch[:, 2:3] + LF0_SCALE * out[:, n:n + 1]
+        return torch.cat([self.lifter(out[:, :n]), lf0, out[:, n + 1:]], dim=1)
+
+    def forward(self, content: Tensor, pitch: Tensor, emotion: Tensor) -> Tensor:
+        """content: (B, content_dim, T), pitch: (B, 4, T), emotion: (B, D) or (B, D, T) -> (B, n_mels + 2, T)."""
+        x = self.conv_pre(self._inputs(content, pitch))
         for block in self.blocks:
             x = block(x, emotion)
-        return self._head(x)
+        return self._head(x, pitch)
 
-    def step(self, content: Tensor, emotion: Tensor, state: State) -> tuple[Tensor, State]:
-        """content: (B, content_dim, t), emotion: (B, D) -> log-mel (B, n_mels, t), new state."""
+    def step(self, content: Tensor, pitch: Tensor, emotion: Tensor, state: State) -> tuple[Tensor, State]:
+        """content: (B, content_dim, t), pitch: (B, 4, t), emotion: (B, D) -> (B, n_mels + 2, t), new state."""
         s_pre, *s_blocks = split_state(state, [self.conv_pre, *self.blocks])
-        x, new_state = self.conv_pre.step(content, s_pre)
+        x, new_state = self.conv_pre.step(self._inputs(content, pitch), s_pre)
         for block, s in zip(self.blocks, s_blocks):
             x, s = block.step(x, emotion, s)
             new_state = new_state + s
-        return self._head(x), new_state
+        return self._head(x, pitch), new_state
+
+
+def split_frames(frames: Tensor, n_mels: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Generator output (B, n_mels + 2, T) -> mel (B, n_mels, T), lf0 (B, 1, T), voicing logit (B, 1, T)."""
+    return frames[:, :n_mels], frames[:, n_mels:n_mels + 1], frames[:, n_mels + 1:n_mels + 2]
+
+
+def frame_pitch(frames: Tensor, n_mels: int) -> Tensor:
+    """Generator output -> (B, 2, T) log-F0 and voicing probability: what the vocoder and Ee read."""
+    _, lf0, logit = split_frames(frames, n_mels)
+    return torch.cat([lf0, torch.sigmoid(logit)], dim=1)

@@ -227,31 +227,3 @@ class FrameLayerNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, C, T) -> (B, C, T)."""
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
-
-
-class StreamingChain(StreamingModule):
-    """The conversion path: log-mel -> content encoder -> generator (emotion) -> vocoder.
-
-    ``forward(mel, emotion)`` and ``step(mel, emotion, state)`` take ``mel: (B, n_mels, T)``
-    and ``emotion: (B, D)`` (``(B, D, T)`` per frame offline) and give audio
-    ``(B, 1, T * hop)``. State order: encoder's, then generator's, then vocoder's
-    (names prefixed ``encoder_``, ``generator_``, ``vocoder_``).
-    """
-
-    def __init__(self, encoder: StreamingModule, generator: StreamingModule, vocoder: StreamingModule) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.generator = generator
-        self.vocoder = vocoder
-
-    def forward(self, mel: Tensor, emotion: Tensor) -> Tensor:
-        """mel: (B, n_mels, T), emotion: (B, D) or (B, D, T) -> audio (B, 1, T * hop)."""
-        return self.vocoder(self.generator(self.encoder(mel), emotion))
-
-    def step(self, mel: Tensor, emotion: Tensor, state: State) -> tuple[Tensor, State]:
-        """mel: (B, n_mels, t), emotion: (B, D) -> audio (B, 1, t * hop), new state."""
-        s_enc, s_gen, s_voc = split_state(state, [self.encoder, self.generator, self.vocoder])
-        content, s_enc = self.encoder.step(mel, s_enc)
-        out_mel, s_gen = self.generator.step(content, emotion, s_gen)
-        audio, s_voc = self.vocoder.step(out_mel, s_voc)
-        return audio, [*s_enc, *s_gen, *s_voc]
