@@ -13,14 +13,12 @@ from torch import nn
 from engine.signal import SignalSpec
 from training.models.adversary import ContentEmotionClassifier
 from training.models.content_encoder import ContentEncoder
-from training.models.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from training.models.emotion_encoder import EmotionEncoder
 from training.models.generator import Generator
 from training.models.recognition import Recognition
-from training.models.vocoder import CausalHiFiGAN
+from training.models.vocoder import SourceFilterVocoder
 
-NETWORKS = ("content_encoder", "emotion_encoder", "recognition", "generator", "adversary",
-            "vocoder", "mpd", "msd")
+NETWORKS = ("content_encoder", "emotion_encoder", "recognition", "generator", "adversary", "vocoder")
 
 
 def _kwargs(models: dict[str, dict[str, Any]], spec: SignalSpec) -> dict[str, dict[str, Any]]:
@@ -40,7 +38,7 @@ def build_models(models: dict[str, dict[str, Any]], spec: SignalSpec, names=NETW
     classes = {
         "content_encoder": ContentEncoder, "emotion_encoder": EmotionEncoder,
         "recognition": Recognition, "generator": Generator, "adversary": ContentEmotionClassifier,
-        "vocoder": CausalHiFiGAN, "mpd": MultiPeriodDiscriminator, "msd": MultiScaleDiscriminator,
+        "vocoder": SourceFilterVocoder,
     }
     kw = _kwargs(models, spec)
     return {name: classes[name](**kw[name]) for name in names}

@@ -6,7 +6,7 @@ data (steps, learning rate, trainable networks, loss weights), run by one loop.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,9 @@ class StageConfig:
     segment_frames: int = 128
     lr_decay: float = 0.999
     grad_clip: float = 5.0
-    disc_weights: dict[str, float] = field(default_factory=dict)
-    # Vocoder only: steps trained on the spectral losses alone before the discriminators
-    # join (Parallel WaveGAN's warm-up); it lets a short CPU run spend its steps on the
-    # generator.
-    adv_start: int = 0
+    # At most this many utterances of the split, evenly spread (the vocoder's envelope
+    # targets cost 0.3 s of WORLD analysis each); None: all.
+    max_utterances: int | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,14 @@ class TrainConfig:
     models: dict[str, dict[str, Any]]
     stages: dict[str, StageConfig]
     speakers: tuple[str, ...] | None = None
+    # Speakers never loaded for training or validation (held out for evaluation): the
+    # checkpoints and the exported manifest record which speakers were trained on.
+    exclude_speakers: tuple[str, ...] = ()
+    # Processes for the cached WORLD analyses of training.data.analysis.
+    analysis_jobs: int = 1
+    # Frames of the future the model may see (SignalSpec.lookahead_frames): frame k renders
+    # hop k - lookahead_frames; it adds as much to the latency (see training.data.analysis).
+    lookahead_frames: int = 0
     log_every: int = 10
     val_every: int = 100
     ckpt_every: int = 100
@@ -61,11 +67,16 @@ def _stage(name: str, data: dict) -> StageConfig:
         stage = StageConfig(**{**data, "trainable": tuple(data.get("trainable", ()))})
     except TypeError as e:
         raise ConfigError(f"stages.{name}: {e}") from None
-    if stage.adv_start < 0:
-        raise ConfigError(f"stages.{name}.adv_start: must be 0 or more")
+    if stage.max_utterances is not None and stage.max_utterances <= 0:
+        raise ConfigError(f"stages.{name}.max_utterances: must be positive")
     if stage.steps <= 0 or stage.batch_size <= 0 or stage.segment_frames <= 0 or stage.lr <= 0:
         raise ConfigError(f"stages.{name}: steps, lr, batch_size and segment_frames must be positive")
     return stage
+
+
+def _speaker(name) -> str:
+    """A speaker as the corpus names it: 19, "19" and "0019" are "0019"."""
+    return f"{int(name):04d}" if str(name).isdigit() else str(name)
 
 
 def config_from_dict(data: dict) -> TrainConfig:
@@ -77,8 +88,9 @@ def config_from_dict(data: dict) -> TrainConfig:
     if unknown:
         raise ConfigError(f"stages.{unknown[0]}: unknown stage (expected {', '.join(STAGES)})")
     rest = {k: v for k, v in data.items() if k != "stages"}
-    if rest.get("speakers") is not None:
-        rest["speakers"] = tuple(str(s) for s in rest["speakers"])
+    for key in ("speakers", "exclude_speakers"):
+        if rest.get(key) is not None:
+            rest[key] = tuple(_speaker(s) for s in rest[key])
     try:
         return TrainConfig(**rest, stages={n: _stage(n, s) for n, s in stages.items()})
     except TypeError as e:

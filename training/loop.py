@@ -11,7 +11,6 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +28,15 @@ from training.build import build_models
 from training.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from training.config import StageConfig, TrainConfig
 from training.data.batches import VALIDATION, MelCorpus, draw_batch
+from training.data.esd import scan
 from training.logger import RunLogger
 from training.progress import progress as show_progress
-from training.stages import Stage1, Stage2, VocoderDiscriminator, VocoderGenerator
+from training.stages import Stage1, Stage2, Vocoder
 
 STAGE_NETWORKS = {
     "stage1": ("content_encoder", "emotion_encoder", "recognition", "generator", "adversary"),
     "stage2": ("content_encoder", "emotion_encoder", "recognition", "generator"),
-    "vocoder": ("vocoder", "mpd", "msd"),
+    "vocoder": ("vocoder",),
 }
 INIT_FROM = {"stage2": "stage1"}
 
@@ -51,8 +51,6 @@ class Group:
     weights: dict[str, float]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    phase: Callable[[int], dict] = lambda step: {}  # the objective's keyword arguments at a step
-    starts: int = 0  # the first step this group trains
 
 
 @dataclass
@@ -75,48 +73,39 @@ def setup_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), world)
 
 
-def _objectives(stage: str, models, spec: SignalSpec, cfg: StageConfig):
-    """(group name, objective, trainable network names, loss weights, schedule) per optimizer.
-
-    schedule: Group's phase and starts (the discriminators wait out the vocoder's warm-up).
-    """
+def _objectives(stage: str, models, cfg: StageConfig):
+    """(group name, objective, trainable network names, loss weights) per optimizer."""
     if stage == "stage1":
-        return [("main", Stage1(models), cfg.trainable, cfg.weights, {})]
+        return [("main", Stage1(models), cfg.trainable, cfg.weights)]
     if stage == "stage2":
-        return [("main", Stage2(models), cfg.trainable, cfg.weights, {})]
-    gen_phase = {"phase": lambda step: {"adversarial": step >= cfg.adv_start}}
-    return [("disc", VocoderDiscriminator(models), ("mpd", "msd"), cfg.disc_weights,
-             {"starts": cfg.adv_start}),
-            ("gen", VocoderGenerator(models, spec), cfg.trainable, cfg.weights, gen_phase)]
+        return [("main", Stage2(models), cfg.trainable, cfg.weights)]
+    return [("main", Vocoder(models, spectral=bool(cfg.weights.get("stft"))), cfg.trainable, cfg.weights)]
 
 
-def make_groups(stage: str, models, spec, cfg: StageConfig, device, ddp: bool) -> list[Group]:
-    trainable = {n for _, _, names, _, _ in _objectives(stage, models, spec, cfg) for n in names}
+def make_groups(stage: str, models, cfg: StageConfig, device, ddp: bool) -> list[Group]:
+    trainable = {n for _, _, names, _ in _objectives(stage, models, cfg) for n in names}
     for name, net in models.items():
         net.requires_grad_(name in trainable)
         net.train(name in trainable)
     groups = []
     gamma = cfg.lr_decay ** (1 / 1000)  # lr_decay is the factor per 1000 steps
-    for name, objective, names, weights, schedule in _objectives(stage, models, spec, cfg):
+    for name, objective, names, weights in _objectives(stage, models, cfg):
         objective = objective.to(device)
         params = [p for n in names for p in models[n].parameters()]
         if ddp:
-            objective = DistributedDataParallel(objective, find_unused_parameters=stage == "vocoder")
+            objective = DistributedDataParallel(objective)
         betas = (0.8, 0.99) if stage == "vocoder" else (0.9, 0.999)
         opt = torch.optim.AdamW(params, lr=cfg.lr, betas=betas)
-        groups.append(Group(name, objective, params, weights, opt,
-                            torch.optim.lr_scheduler.ExponentialLR(opt, gamma), **schedule))
+        groups.append(Group(name, objective, params, weights, opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma)))
     return groups
 
 
-def train_step(groups: list[Group], batch, cfg: StageConfig, device, step: int = 0) -> dict[str, float]:
-    """One optimizer step per group that has started; returns every named loss as a float."""
+def train_step(groups: list[Group], batch, cfg: StageConfig, device) -> dict[str, float]:
+    """One optimizer step per group; returns every named loss as a float."""
     logged = {}
     for g in groups:
-        if step < g.starts:
-            continue
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            losses = g.objective(batch, **g.phase(step))
+            losses = g.objective(batch)
             total = L.weighted_sum(losses, g.weights)
         g.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -128,9 +117,9 @@ def train_step(groups: list[Group], batch, cfg: StageConfig, device, step: int =
     return logged
 
 
-def _payload(stage, step, models, groups, cfg: TrainConfig, spec, run_id) -> dict:
+def _payload(stage, step, models, groups, cfg: TrainConfig, spec, run_id, speakers: list[str]) -> dict:
     return {
-        "stage": stage, "step": step, "run_id": run_id, "config": cfg.to_dict(),
+        "stage": stage, "step": step, "run_id": run_id, "config": cfg.to_dict(), "speakers": speakers,
         "signal": spec.to_dict(), "rng": rng_state(),
         "models": {n: m.state_dict() for n, m in models.items()},
         "optimizers": {g.name: g.optimizer.state_dict() for g in groups},
@@ -182,14 +171,15 @@ def _validate(stage, groups, models, corpus: MelCorpus, cfg: TrainConfig, scfg: 
 def _log_samples(log: RunLogger, stage, step, models, corpus: MelCorpus, n: int, device):
     with torch.no_grad():
         for i in range(min(n, len(corpus))):
-            mel = corpus.mels[i].to(device)[None]
+            mel, pitch = corpus.mels[i].to(device)[None], corpus.pitch[i].to(device)[None]
             if stage == "vocoder":
-                log.audio(step, f"utt{i}", models["vocoder"](mel).reshape(-1).cpu().numpy(),
+                log.audio(step, f"utt{i}", models["vocoder"](mel, pitch).reshape(-1).cpu().numpy(),
                           corpus.spec.sample_rate)
             else:
-                out = metrics.recognise(models["emotion_encoder"], models["recognition"], mel[0])
-                log.mel(step, f"utt{i}_recon", models["generator"](models["content_encoder"](mel),
-                                                                   out.embedding)[0].cpu().numpy())
+                out = metrics.recognise(models["emotion_encoder"], models["recognition"], mel[0], pitch[0])
+                frames = models["generator"](models["content_encoder"](mel), corpus.pitch_in[i].to(device)[None],
+                                             out.embedding)
+                log.mel(step, f"utt{i}_recon", frames[0, :corpus.spec.n_mels].cpu().numpy())
 
 
 def _restore_train_mode(models, groups_trainable: set[str]) -> None:
@@ -197,8 +187,8 @@ def _restore_train_mode(models, groups_trainable: set[str]) -> None:
         net.train(name in groups_trainable)
 
 
-def _checkpoint(out: Path, stage, step, models, groups, cfg, spec, run_id, final: bool) -> None:
-    payload = _payload(stage, step, models, groups, cfg, spec, run_id)
+def _checkpoint(out: Path, stage, step, models, groups, cfg, spec, run_id, speakers, final: bool) -> None:
+    payload = _payload(stage, step, models, groups, cfg, spec, run_id, speakers)
     save_checkpoint(out / "last.pt", payload)
     if final:
         save_checkpoint(out / f"{stage}.pt", payload)
@@ -226,7 +216,7 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
         dev = torch.device("cuda", d.rank % torch.cuda.device_count())
     if stage not in cfg.stages:
         raise ConfigError(f"stages.{stage}: not in the training config {cfg.name!r}")
-    scfg, spec, out = cfg.stages[stage], SignalSpec(), Path(out)
+    scfg, spec, out = cfg.stages[stage], SignalSpec(lookahead_frames=cfg.lookahead_frames), Path(out)
     torch.manual_seed(cfg.seed + d.rank)
     models = build_models(cfg.models, spec, STAGE_NETWORKS[stage])
     if stage in INIT_FROM:
@@ -234,9 +224,9 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
             raise ConfigError(f"{stage} starts from a {INIT_FROM[stage]} checkpoint: pass --init CKPT")
         load_weights(models, load_checkpoint(init, INIT_FROM[stage], spec))
     models = {n: m.to(dev) for n, m in models.items()}
-    train_set = MelCorpus(data, spec, "train", cfg.speakers)
-    val_set = MelCorpus(data, spec, "evaluation", cfg.speakers)
-    groups = make_groups(stage, models, spec, scfg, dev, ddp=d.world > 1)
+    train_set, val_set = (_corpus(data, spec, split, cfg, stage) for split in ("train", "evaluation"))
+    speakers = sorted({u.speaker for u in train_set.utts})
+    groups = make_groups(stage, models, scfg, dev, ddp=d.world > 1)
     trainable = {n for n, m in models.items() if m.training}
     start, run_id = _resume(out / "last.pt", stage, models, groups, spec)
     run_id = run_id or f"{cfg.name}-{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -244,7 +234,7 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
     bar = show_progress(range(start, scfg.steps), progress and d.main, desc=stage)
     for step in bar:
         batch = draw_batch(train_set, scfg.batch_size, scfg.segment_frames, cfg.seed, step, d.rank).to(dev)
-        values = train_step(groups, batch, scfg, dev, step)
+        values = train_step(groups, batch, scfg, dev)
         if not all(math.isfinite(v) for v in values.values()):
             raise FloatingPointError(f"{stage} step {step}: non-finite loss {values}")
         done = step + 1
@@ -256,14 +246,33 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
             _log_samples(log, stage, done, models, val_set, cfg.samples_per_val, dev)
             _restore_train_mode(models, trainable)
         if d.main and (done % cfg.ckpt_every == 0 or done == scfg.steps):
-            _checkpoint(out, stage, done, models, groups, cfg, spec, run_id, final=done == scfg.steps)
+            _checkpoint(out, stage, done, models, groups, cfg, spec, run_id, speakers, final=done == scfg.steps)
     result = {"stage": stage, "run_id": run_id, "checkpoint": str(out / f"{stage}.pt"),
-              "world_size": d.world, "rank": d.rank}
+              "world_size": d.world, "rank": d.rank, "speakers": speakers}
     if d.world > 1:
         result["max_rank_weight_diff"] = _check_in_sync(models, d)
         dist.barrier()
     log.close()
     return result
+
+
+def _corpus(data, spec: SignalSpec, split: str, cfg: TrainConfig, stage: str) -> MelCorpus:
+    """The split's utterances of the training speakers (cfg.speakers minus cfg.exclude_speakers);
+    the vocoder stage loads its envelope targets, on at most scfg.max_utterances utterances."""
+    scfg = cfg.stages[stage]
+    order = (cfg.models.get("vocoder") or {}).get("order", 128) if stage == "vocoder" else None
+    corpus = MelCorpus(data, spec, split, training_speakers(data, cfg), envelope_order=order,
+                       jobs=cfg.analysis_jobs, limit=scfg.max_utterances)
+    if not len(corpus):
+        raise ConfigError(f"{data}: no {split} utterance of the training speakers")
+    return corpus
+
+
+def training_speakers(data, cfg: TrainConfig) -> list[str]:
+    """The corpus's speakers that cfg trains on: cfg.speakers (all when None) minus cfg.exclude_speakers."""
+    known = sorted({u.speaker for u in scan(data)})
+    wanted = [s for s in known if cfg.speakers is None or s in cfg.speakers]
+    return [s for s in wanted if s not in cfg.exclude_speakers]
 
 
 def _postfix(bar, values: dict[str, float]) -> None:

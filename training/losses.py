@@ -38,6 +38,21 @@ def mel_l1(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | Non
     return _masked_l1(pred, target, lengths)
 
 
+def lf0_l1(pred: torch.Tensor, target: torch.Tensor, voiced: torch.Tensor,
+           lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Pitch: natural-log F0 pred, target (B, 1, T), target voicing (B, 1, T) in {0, 1} → mean
+    |pred − target| over the valid frames voiced in the target (unvoiced frames have no F0)."""
+    mask = _valid(lengths, pred)[:, None] * voiced.float()
+    return ((pred.float() - target.float()).abs() * mask).sum() / mask.sum().clamp(min=1)
+
+
+def voicing_bce(logits: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Voicing: logits, target (B, 1, T), target in {0, 1} → binary cross-entropy over valid frames."""
+    mask = _valid(lengths, logits)[:, None]
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    return (bce * mask).sum() / mask.sum().clamp(min=1)
+
+
 def emotion_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Emotion classification: logits (B, K), labels (B,) int → mean −log softmax(logits)[label]."""
     return F.cross_entropy(logits.float(), labels)
@@ -168,30 +183,17 @@ def multi_resolution_stft(pred: torch.Tensor, target: torch.Tensor,
     return total / len(resolutions)
 
 
-def lsgan_discriminator(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
-    """Least-squares discriminator loss, summed over sub-discriminators i:
-
-        Σ_i mean (1 − D_i(real))² + mean D_i(fake)²
-    """
-    if len(real_logits) != len(fake_logits):
-        raise ValueError(f"{len(real_logits)} real vs {len(fake_logits)} fake outputs")
-    return sum(((1 - r.float()) ** 2).mean() + (f.float() ** 2).mean() for r, f in zip(real_logits, fake_logits))
-
-
-def lsgan_generator(fake_logits: list[torch.Tensor]) -> torch.Tensor:
-    """Least-squares generator loss, summed over sub-discriminators: Σ_i mean (1 − D_i(fake))²."""
-    return sum(((1 - f.float()) ** 2).mean() for f in fake_logits)
-
-
-def feature_matching(real_feats: list[list[torch.Tensor]], fake_feats: list[list[torch.Tensor]]) -> torch.Tensor:
-    """Feature matching, Σ over sub-discriminators i and layers j of mean |real_ij − fake_ij|.
-
-    Real features are detached: they are the target the generator's features move to.
-    """
-    if len(real_feats) != len(fake_feats) or any(len(r) != len(f) for r, f in zip(real_feats, fake_feats)):
-        raise ValueError("real and fake feature lists differ in structure")
-    return sum((r.detach().float() - f.float()).abs().mean()
-               for rs, fs in zip(real_feats, fake_feats) for r, f in zip(rs, fs))
+def envelope_l1(pred: torch.Tensor, target: torch.Tensor, basis: torch.Tensor,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Filter supervision: cepstra pred, target (B, P * order, T), basis (order, F) mapping a
+    cepstrum to its log-amplitude at F bins → mean |log-amplitude difference| over the P
+    filters' bins and the valid frames (the WORLD-envelope targets of training.data.analysis)."""
+    B, C, T = pred.shape
+    order = basis.shape[0]
+    diff = (pred.float() - target.float()).transpose(1, 2).reshape(B, T, C // order, order)
+    amp = torch.matmul(diff, basis).abs().mean(dim=(2, 3))  # (B, T)
+    mask = _valid(lengths, pred)
+    return (amp * mask).sum() / mask.sum().clamp(min=1)
 
 
 # ---- Combination ----------------------------------------------------------------------

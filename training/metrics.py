@@ -10,21 +10,23 @@ import torch
 from torch import nn
 
 from training.data.batches import MelCorpus
+from training.models.generator import frame_pitch
 
 
 @torch.no_grad()
-def recognise(ee: nn.Module, rec: nn.Module, mel: torch.Tensor):
-    """Recognition output of one mel (n_mels, T): embedding, logits, strength, cue with batch 1."""
+def recognise(ee: nn.Module, rec: nn.Module, mel: torch.Tensor, pitch: torch.Tensor):
+    """Recognition output of one utterance, mel (n_mels, T) and pitch (2, T): embedding, logits,
+    strength, cue with batch 1."""
     lengths = torch.tensor([mel.shape[-1]], device=mel.device)
-    return rec(ee(mel[None], lengths), lengths)
+    return rec(ee(mel[None], pitch[None], lengths), lengths)
 
 
 @torch.no_grad()
 def emotion_accuracy(models: dict[str, nn.Module], corpus: MelCorpus, device="cpu") -> float:
     """Share of utterances whose Rc prediction is their emotion label."""
     ee, rec = models["emotion_encoder"], models["recognition"]
-    hits = [int(recognise(ee, rec, m.to(device)).logits.argmax(-1)) == int(y)
-            for m, y in zip(corpus.mels, corpus.labels)]
+    hits = [int(recognise(ee, rec, m.to(device), p.to(device)).logits.argmax(-1)) == int(y)
+            for m, p, y in zip(corpus.mels, corpus.pitch, corpus.labels)]
     return float(np.mean(hits))
 
 
@@ -32,7 +34,8 @@ def emotion_accuracy(models: dict[str, nn.Module], corpus: MelCorpus, device="cp
 def strength_order(models: dict[str, nn.Module], corpus: MelCorpus, device="cpu") -> float:
     """Share of (neutral, emotional) pairs of one speaker where Rs(emotional) > Rs(neutral)."""
     ee, rec = models["emotion_encoder"], models["recognition"]
-    s = np.array([float(recognise(ee, rec, m.to(device)).strength) for m in corpus.mels])
+    s = np.array([float(recognise(ee, rec, m.to(device), p.to(device)).strength)
+                  for m, p in zip(corpus.mels, corpus.pitch)])
     wins = [s[j] > s[i] for i in np.flatnonzero(corpus.labels == 0)
             for j in np.flatnonzero((corpus.labels != 0) & (corpus.speakers == corpus.speakers[i]))]
     return float(np.mean(wins)) if wins else float("nan")
@@ -46,13 +49,14 @@ def conversion_accuracy(models: dict[str, nn.Module], corpus: MelCorpus, device=
     refs = {}
     for i, (y, spk) in enumerate(zip(corpus.labels, corpus.speakers)):
         refs.setdefault((int(spk), int(y)), i)
-    hits = []
+    hits, n_mels = [], corpus.spec.n_mels
     for i, (y, spk) in enumerate(zip(corpus.labels, corpus.speakers)):
         content = ec(corpus.mels[i].to(device)[None])
         for (ref_spk, ref_y), j in refs.items():
             if ref_spk != spk or ref_y == y:
                 continue
-            e_ref = recognise(ee, rec, corpus.mels[j].to(device)).embedding
-            converted = gen(content, e_ref)[0]
-            hits.append(int(recognise(ee, rec, converted).logits.argmax(-1)) == ref_y)
+            e_ref = recognise(ee, rec, corpus.mels[j].to(device), corpus.pitch[j].to(device)).embedding
+            converted = gen(content, corpus.pitch_in[i].to(device)[None], e_ref)
+            seen = recognise(ee, rec, converted[0, :n_mels], frame_pitch(converted, n_mels)[0])
+            hits.append(int(seen.logits.argmax(-1)) == ref_y)
     return float(np.mean(hits)) if hits else float("nan")

@@ -10,14 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.signal import SignalSpec
 from training import losses as L
 from training.data.batches import Batch
-from training.features import LogMel
+from training.models.generator import frame_pitch, split_frames
+from training.models.vocoder import NOISE_TABLE
 
 
 class Stage1(nn.Module):
-    """Self-reconstruction, emotion classification, contrastive strength, cue-weighted disentanglement."""
+    """Self-reconstruction (mel, pitch, voicing), emotion classification, contrastive strength,
+    cue-weighted disentanglement."""
 
     def __init__(self, models: dict[str, nn.Module], margin: float = 0.2):
         super().__init__()
@@ -27,12 +28,10 @@ class Stage1(nn.Module):
 
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
         content = self.ec(b.mel)
-        out = self.rec(self.ee(b.mel, b.lengths), b.lengths)
-        losses = {
-            "rec": L.mel_l1(self.gen(content, out.embedding), b.mel, b.lengths),
-            "cls": L.emotion_ce(out.logits, b.labels),
-            "dis": L.cue_weighted_adversarial(self.adv(content), b.labels, out.cue.detach(), b.lengths),
-        }
+        out = self.rec(self.ee(b.mel, b.pitch, b.lengths), b.lengths)
+        losses = {**reconstruction(self.gen, content, out.embedding, b),
+                  "cls": L.emotion_ce(out.logits, b.labels),
+                  "dis": L.cue_weighted_adversarial(self.adv(content), b.labels, out.cue.detach(), b.lengths)}
         parts = self.strength_parts(out.embedding, b)
         losses["str"] = sum(parts.values())
         losses.update({f"str_{k}": v.detach() for k, v in parts.items()})
@@ -53,8 +52,22 @@ class Stage1(nn.Module):
                                            self.margin)
 
 
+def reconstruction(gen: nn.Module, content: torch.Tensor, embedding: torch.Tensor, b: Batch) -> dict[str, torch.Tensor]:
+    """G(content, the source's pitch, its own embedding) against the utterance itself:
+    liftered log-mel L1 ("rec"), log-F0 L1 on voiced frames ("lf0"), voicing BCE ("vuv")."""
+    mel, lf0, logit = split_frames(gen(content, b.pitch_in, embedding), gen.n_mels)
+    target_lf0, target_vuv = b.pitch[:, :1], b.pitch[:, 1:2]
+    return {"rec": L.mel_l1(mel, gen.lifter(b.mel), b.lengths),
+            "lf0": L.lf0_l1(lf0, target_lf0, target_vuv, b.lengths),
+            "vuv": L.voicing_bce(logit, target_vuv, b.lengths)}
+
+
 class Stage2(nn.Module):
-    """Conversion adaptation: G learns from multi-view consistency with frozen Ec, Ee and R."""
+    """Conversion adaptation: G learns from multi-view consistency with frozen Ec, Ee and R.
+
+    Ee judges the converted frames whole: liftered log-mel and the pitch G predicts, so the
+    emotion consistency losses act on the contour as much as on the spectrum.
+    """
 
     def __init__(self, models: dict[str, nn.Module]):
         super().__init__()
@@ -64,64 +77,39 @@ class Stage2(nn.Module):
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             content = self.ec(b.mel)
-            own = self.rec(self.ee(b.mel, b.lengths), b.lengths)
+            own = self.rec(self.ee(b.mel, b.pitch, b.lengths), b.lengths)
         e_ref, s_ref = own.embedding[b.reference], own.strength[b.reference]
-        converted = self.gen(content, e_ref)
-        seen = self.rec(self.ee(converted, b.lengths), b.lengths)
+        converted = self.gen(content, b.pitch_in, e_ref)
+        mel = converted[:, : self.gen.n_mels]
+        seen = self.rec(self.ee(mel, frame_pitch(converted, self.gen.n_mels), b.lengths), b.lengths)
         return {
-            "rec": L.mel_l1(self.gen(content, own.embedding), b.mel, b.lengths),
-            "cc": L.content_consistency(self.ec(converted), content, b.lengths),
+            **reconstruction(self.gen, content, own.embedding, b),
+            "cc": L.content_consistency(self.ec(mel), content, b.lengths),
             "ecc": L.emotion_category_consistency(seen.logits, b.labels[b.reference]),
             "esc": L.emotion_strength_consistency(seen.strength, s_ref),
         }
 
 
-def _waveform(audio: torch.Tensor) -> torch.Tensor:
-    """(B, N) or (B, 1, N) → (B, 1, N), the discriminators' input."""
-    return audio.reshape(audio.shape[0], 1, -1)
+class Vocoder(nn.Module):
+    """The source-filter vocoder on ground-truth frames: WORLD-envelope supervision of its
+    filters ("env", training.data.analysis) and, when `spectral`, multi-resolution STFT of
+    its audio ("stft") past the first WARM_FRAMES of each crop (whose past the crop lacks)."""
 
+    WARM_FRAMES = 8
 
-class VocoderGenerator(nn.Module):
-    """Causal HiFi-GAN generator: mel L1 + multi-resolution STFT + adversarial + feature matching."""
-
-    def __init__(self, models: dict[str, nn.Module], spec: SignalSpec):
+    def __init__(self, models: dict[str, nn.Module], spectral: bool = True):
         super().__init__()
-        self.voc, self.mpd, self.msd = models["vocoder"], models["mpd"], models["msd"]
-        self.logmel = LogMel(spec)
-
-    def forward(self, b: Batch, adversarial: bool = True) -> dict[str, torch.Tensor]:
-        """adversarial=False (the warm-up): spectral losses only, adv and fm reported as 0,
-        so the discriminators cost nothing while the generator learns the envelope."""
-        fake = _waveform(self.voc(b.mel))
-        real = _waveform(b.audio)
-        losses = {"mel": L.mel_l1(self.logmel(fake[:, 0]), self.logmel(real[:, 0]), b.lengths),
-                  "stft": L.multi_resolution_stft(fake[:, 0], real[:, 0])}
-        if not adversarial:
-            zero = fake.new_zeros(())
-            return {**losses, "adv": zero, "fm": zero}
-        adv, fm = [], []
-        for disc in (self.mpd, self.msd):
-            fake_logits, fake_feats = disc(fake)
-            with torch.no_grad():
-                _, real_feats = disc(real)
-            adv.append(L.lsgan_generator(fake_logits))
-            fm.append(L.feature_matching(real_feats, fake_feats))
-        losses["adv"], losses["fm"] = sum(adv), sum(fm)
-        return losses
-
-
-class VocoderDiscriminator(nn.Module):
-    """Multi-period and multi-scale discriminators, least-squares loss on real vs generated audio."""
-
-    def __init__(self, models: dict[str, nn.Module]):
-        super().__init__()
-        self.voc, self.mpd, self.msd = models["vocoder"], models["mpd"], models["msd"]
+        self.voc = models["vocoder"]
+        self.spectral = spectral
 
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            fake = _waveform(self.voc(b.mel))
-        real = _waveform(b.audio)
-        losses = {}
-        for name, disc in (("mpd", self.mpd), ("msd", self.msd)):
-            losses[f"d_{name}"] = L.lsgan_discriminator(disc(real)[0], disc(fake)[0])
+        cepstra = self.voc.cepstra(b.mel, b.pitch)
+        losses = {"env": L.envelope_l1(cepstra, b.envelope, self.voc.synth.ceps_cos, b.lengths)}
+        if self.spectral:
+            start = torch.randint(0, NOISE_TABLE, (b.mel.shape[0], 1), device=b.mel.device)
+            audio = self.voc.synth(cepstra, b.pitch[:, :1], b.pitch[:, 1:2], start)
+            skip = self.WARM_FRAMES * self.voc.hop
+            losses["stft"] = L.multi_resolution_stft(audio[:, skip:], b.audio[:, skip:])
+        else:
+            losses["stft"] = cepstra.new_zeros(())
         return losses

@@ -14,8 +14,11 @@ import numpy as np
 import torch
 
 from engine.audio import load_audio
+from engine.pitch import pitch_offline
 from engine.signal import EMOTIONS, SignalSpec
+from training.data.analysis import analyse_files, cache_dir, delayed, delayed_pitch, silent_envelope
 from training.data.esd import Utterance, scan
+from training.data.pitch import deemotionalised, neutral_registers
 from training.features import LogMel
 
 
@@ -23,7 +26,12 @@ from training.features import LogMel
 class Batch:
     """A batch of equal-length crops.
 
-    mel: (B, n_mels, S) log-mel; audio: (B, S*hop); lengths: (B,) valid frames;
+    mel: (B, n_mels, S) log-mel; audio: (B, S*hop) what the vocoder renders from these frames
+    (delayed by the spec's lookahead, see MelCorpus); lengths: (B,) valid frames;
+    pitch_in: (B, 4, S) the engine tracker's features with the speaker's neutral register
+    (training.data.pitch); pitch: (B, 2, S) target log-F0 (held) and voicing
+    (training.data.analysis.pitch_targets); envelope: (B, 2*order, S) the vocoder's filter
+    cepstra targets, or (B, 0, S) when the corpus was loaded without them;
     labels: (B,) emotion index; speakers: (B,) speaker index;
     positive/negative: (B,) index of a same-emotion other-speaker item and of an
     other-emotion item (triplets); reference: (B,) index of an item of another emotion
@@ -32,6 +40,9 @@ class Batch:
 
     mel: torch.Tensor
     audio: torch.Tensor
+    pitch_in: torch.Tensor
+    pitch: torch.Tensor
+    envelope: torch.Tensor
     lengths: torch.Tensor
     labels: torch.Tensor
     speakers: torch.Tensor
@@ -44,37 +55,85 @@ class Batch:
 
 
 class MelCorpus:
-    """Every utterance of one split, loaded once: audio (N,) float32 and log-mel (n_mels, T)."""
+    """Every utterance of one split, loaded once, with its features (see Batch for the rows).
 
-    def __init__(self, root: str | Path, spec: SignalSpec, split: str, speakers=None):
+    audio (N,) float32, mel (n_mels, T), pitch_in (4, T), pitch (2, T) and, when
+    envelope_order is set, envelope (2 * order, T) per utterance; the WORLD analyses are
+    cached on disk (training.data.analysis) and computed in `jobs` processes.
+
+    With the spec's lookahead of L frames, frame k of the model renders hop k - L: the
+    targets (pitch, envelope, and the audio the vocoder is compared with) are delayed by L
+    frames, while the inputs (mel, pitch_in) stay as the engine computes them.
+    """
+
+    def __init__(self, root: str | Path, spec: SignalSpec, split: str, speakers=None,
+                 envelope_order: int | None = None, jobs: int = 1, limit: int | None = None):
         self.spec = spec
         self.utts: list[Utterance] = scan(root, speakers=speakers, splits=[split])
+        if limit is not None:
+            keep = np.linspace(0, len(self.utts) - 1, min(limit, len(self.utts))).round().astype(int)
+            self.utts = [self.utts[i] for i in sorted(set(keep))]
+        paths = [u.path for u in self.utts]
         logmel = LogMel(spec)
-        self.audio = [load_audio(u.path, spec.sample_rate) for u in self.utts]
+        self.audio = [load_audio(p, spec.sample_rate) for p in paths]
         with torch.no_grad():
             self.mels = [logmel(torch.from_numpy(a)[None])[0] for a in self.audio]
+        self.pitch_in = self._registered([pitch_offline(a, spec) for a in self.audio])
+        lag = spec.lookahead_frames
+        self.pitch = [torch.from_numpy(delayed_pitch(p, lag))
+                      for p in analyse_files(paths, "pitch", spec, jobs, cache_dir())]
+        self.envelope = ([torch.from_numpy(delayed(e, lag, silent_envelope(envelope_order)))
+                          for e in analyse_files(paths, f"envelope-{envelope_order}", spec, jobs, cache_dir())]
+                         if envelope_order else None)
+        self.target_audio = [np.concatenate([np.zeros(lag * spec.hop, np.float32), a[: a.size - lag * spec.hop]])
+                             for a in self.audio] if lag else self.audio
         self.labels = np.array([u.label for u in self.utts])
         names = sorted({u.speaker for u in self.utts})
         self.speakers = np.array([names.index(u.speaker) for u in self.utts])
         self.by_label = [np.flatnonzero(self.labels == k) for k in range(len(EMOTIONS))]
 
+    def _registered(self, pitches: list[np.ndarray]) -> list[torch.Tensor]:
+        """Tracker features with each speaker's neutral register (training.data.pitch)."""
+        speakers = [u.speaker for u in self.utts]
+        registers = neutral_registers(pitches, speakers, [u.label == 0 for u in self.utts])
+        return [torch.from_numpy(deemotionalised(p, registers.get(s))) for p, s in zip(pitches, speakers)]
+
     def __len__(self) -> int:
         return len(self.utts)
 
-    def item(self, i: int, frames: int | None = None, start: int = 0):
-        """(mel (n_mels, S), audio (S*hop,), valid frames) of utterance i cropped at `start`.
+    def item(self, i: int, frames: int | None = None, start: int = 0) -> dict[str, torch.Tensor | int]:
+        """Utterance i cropped to `frames` at `start`: {mel, audio, pitch_in, pitch, envelope, valid}.
 
-        frames=None takes the whole utterance. Crops past the end are padded with the
-        log floor (mel) and zeros (audio).
+        frames=None takes the whole utterance. Crops past the end are padded: mel with the log
+        floor, audio and voicing with zeros, log-F0 and register rows with their last value.
         """
-        mel, audio, hop = self.mels[i], self.audio[i], self.spec.hop
+        mel, hop = self.mels[i], self.spec.hop
         frames = mel.shape[1] if frames is None else frames
         valid = max(0, min(frames, mel.shape[1] - start))
-        out_mel = torch.full((mel.shape[0], frames), float(np.log(self.spec.log_floor)))
-        out_mel[:, :valid] = mel[:, start:start + valid]
-        out_audio = torch.zeros(frames * hop)
-        out_audio[: valid * hop] = torch.from_numpy(audio[start * hop:(start + valid) * hop])
-        return out_mel, out_audio, valid
+        span = slice(start, start + valid)
+        out = {"mel": _padded(mel[:, span], frames, float(np.log(self.spec.log_floor))),
+               "audio": torch.zeros(frames * hop),
+               "pitch_in": _held(self.pitch_in[i][:, span], frames, voiced_row=0),
+               "pitch": _held(self.pitch[i][:, span], frames, voiced_row=1),
+               "envelope": (_padded(self.envelope[i][:, span], frames, 0.0) if self.envelope is not None
+                            else torch.zeros(0, frames)),
+               "valid": valid}
+        out["audio"][: valid * hop] = torch.from_numpy(self.target_audio[i][start * hop:(start + valid) * hop])
+        return out
+
+
+def _padded(x: torch.Tensor, frames: int, value: float) -> torch.Tensor:
+    """x (C, t) padded on the right with `value` to (C, frames)."""
+    return torch.nn.functional.pad(x, (0, frames - x.shape[1]), value=value)
+
+
+def _held(x: torch.Tensor, frames: int, voiced_row: int) -> torch.Tensor:
+    """Pitch rows (C, t) padded to (C, frames): every row holds its last value, the voicing row is 0."""
+    if x.shape[1] == 0:
+        return torch.zeros(x.shape[0], frames)
+    out = torch.cat([x, x[:, -1:].expand(-1, frames - x.shape[1])], dim=1)
+    out[voiced_row, x.shape[1]:] = 0.0
+    return out
 
 
 def _partner(rng, labels, speakers, i, same_label: bool) -> int:
@@ -104,10 +163,10 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
         items.append(corpus.item(i, frames, int(rng.integers(max(1, n - frames + 1)))))
     labels, speakers = corpus.labels[chosen], corpus.speakers[chosen]
     idx = range(batch_size)
+    stacked = {k: torch.stack([it[k] for it in items]) for k in ("mel", "audio", "pitch_in", "pitch", "envelope")}
     return Batch(
-        mel=torch.stack([m for m, _, _ in items]),
-        audio=torch.stack([a for _, a, _ in items]),
-        lengths=torch.tensor([v for _, _, v in items]),
+        **stacked,
+        lengths=torch.tensor([it["valid"] for it in items]),
         labels=torch.from_numpy(labels).long(),
         speakers=torch.from_numpy(speakers).long(),
         positive=torch.tensor([_partner(rng, labels, speakers, i, True) for i in idx]),

@@ -2,8 +2,9 @@
 
     python -m training.recipes.copy_synthesis CORPUS CKPT [CKPT ...] [--split test] [--n 10]
 
-Each checkpoint's vocoder renders the ground-truth log-mel of `n` utterances spread evenly
-over the split, and MCD-DTW (the quality benchmark's metric) compares each rendering with
+Each checkpoint's vocoder renders the ground-truth features of `n` utterances spread evenly
+over the split (log-mel, and the WORLD pitch targets it trains on, training.data.analysis),
+and MCD-DTW and log-F0 RMSE (the quality benchmark's metrics) compare each rendering with
 the natural audio. This bounds what the whole conversion chain can reach: a converted
 utterance cannot be closer to natural speech than its vocoder's copy synthesis.
 """
@@ -19,13 +20,14 @@ import numpy as np
 import torch
 
 from benchmarks.features import analyse
-from benchmarks.metrics import mcd
+from benchmarks.metrics import f0_rmse_cents, mcd
 from engine.audio import load_audio
 from engine.cli import positive_int
 from engine.errors import EVCError
 from engine.signal import SignalSpec
 from training.build import build_models
 from training.checkpoint import load_checkpoint, load_weights
+from training.data.analysis import delayed_pitch, pitch_targets
 from training.data.esd import scan
 from training.features import LogMel
 
@@ -33,26 +35,35 @@ Render = Callable[[np.ndarray], np.ndarray]
 
 
 def vocoder_render(ckpt: dict, spec: SignalSpec) -> Render:
-    """audio (N,) float32 -> the vocoder checkpoint's (as load_checkpoint returns it) output on its log-mel, (N',)."""
+    """audio (N,) float32 -> the vocoder checkpoint's (as load_checkpoint returns it) output on its
+    log-mel and pitch targets, (N',)."""
     vocoder = build_models(ckpt["config"]["models"], spec, ("vocoder",))["vocoder"]
     load_weights({"vocoder": vocoder}, ckpt, ["vocoder"])
     vocoder.eval()
     logmel = LogMel(spec)
 
+    lag = spec.lookahead_frames * spec.hop
+
     @torch.no_grad()
     def render(audio: np.ndarray) -> np.ndarray:
-        return vocoder(logmel(torch.from_numpy(audio)[None]))[0, 0].numpy()
+        # Frame k renders hop k - lookahead: its pitch is that hop's, and the output is moved
+        # back by the lookahead so that sample i renders input sample i.
+        pitch = torch.from_numpy(delayed_pitch(pitch_targets(audio, spec), spec.lookahead_frames))
+        out = vocoder(logmel(torch.from_numpy(audio)[None]), pitch[None])[0, 0].numpy()
+        return out[lag:]
     return render
 
 
-def copy_synthesis_mcd(render: Render, paths: list[Path], sample_rate: int) -> list[float]:
-    """MCD-DTW (dB) between each natural utterance and its rendering, over their common length."""
+def copy_synthesis_scores(render: Render, paths: list[Path], sample_rate: int) -> list[tuple[float, float]]:
+    """(MCD-DTW dB, log-F0 RMSE cents) between each natural utterance and its rendering, over their
+    common length."""
     scores = []
     for path in paths:
         audio = load_audio(path, sample_rate)
         out = render(audio)
         n = min(len(out), len(audio))
-        scores.append(mcd(analyse(audio[:n]), analyse(out[:n])))  # WORLD analyses in float64 itself
+        ours, natural = analyse(out[:n]), analyse(audio[:n])  # WORLD analyses in float64 itself
+        scores.append((mcd(ours, natural), f0_rmse_cents(ours, natural)))
     return scores
 
 
@@ -71,12 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     try:
-        spec, paths = SignalSpec(), spread(args.corpus, args.split, args.n)
+        paths = spread(args.corpus, args.split, args.n)
         for ckpt in args.checkpoints:
-            loaded = load_checkpoint(ckpt, "vocoder", spec)
-            scores = copy_synthesis_mcd(vocoder_render(loaded, spec), paths, spec.sample_rate)
-            print(f"{ckpt} (step {loaded['step']}): copy-synthesis MCD median {np.median(scores):.2f} dB "
-                  f"over {len(scores)} {args.split} utterances, range {min(scores):.2f}-{max(scores):.2f}")
+            loaded = load_checkpoint(ckpt, "vocoder")
+            spec = SignalSpec(**loaded["signal"])
+            mcds, f0s = np.array(copy_synthesis_scores(vocoder_render(loaded, spec), paths, spec.sample_rate)).T
+            print(f"{ckpt} (step {loaded['step']}): copy-synthesis MCD median {np.median(mcds):.2f} dB "
+                  f"(mean {mcds.mean():.2f}, range {mcds.min():.2f}-{mcds.max():.2f}), log-F0 RMSE median "
+                  f"{np.nanmedian(f0s):.0f} cents, over {len(mcds)} {args.split} utterances")
     except EVCError as e:
         sys.exit(f"error: {e}")
 
