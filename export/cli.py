@@ -47,12 +47,22 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream_line(e: dict) -> str:
+    return (f"onnx vs torch stream {max(e['onnx_vs_torch_stream'].values()):.3g}, torch stream vs offline "
+            f"{e['torch_stream_vs_offline']:.3g}, onnx vs offline {e['onnx_vs_offline']:.3g}")
+
+
 def summary(manifest: dict) -> list[str]:
     """Human-readable lines: parity errors, then each variant's speed-up and error."""
-    step, enc, tol = manifest["parity"]["step"], manifest["parity"]["emotion_encoder"], manifest["parity"]["tolerance"]
-    lines = [f"max abs error, step audio: onnx vs torch stream {max(step['onnx_vs_torch_stream'].values()):.3g}, "
-             f"torch stream vs offline {step['torch_stream_vs_offline']:.3g}, onnx vs offline "
-             f"{step['onnx_vs_offline']:.3g} (tolerance {tol:g}, {step['frames']} frames)",
+    parity = manifest["parity"]
+    step, voc, enc, tol = parity["step"], parity["vocoder"]["audio"], parity["emotion_encoder"], parity["tolerance"]
+    lines = [f"max abs error, step frames: {_stream_line(step['frames'])} (tolerance {tol:g}, "
+             f"{step['frames_streamed']} frames)",
+             f"step audio: onnx vs the vocoder of its frames {step['audio']['onnx_vs_vocoder_of_onnx_frames']:.3g}, "
+             f"log-spectral distance to the offline render {step['audio']['log_spectral_distance_db']:.3g} dB "
+             f"(tolerance {parity['spectral_tolerance_db']:g} dB; max abs {step['audio']['onnx_vs_offline']:.3g}, "
+             "the excitation's phase integrating last-bit F0 differences)",
+             f"max abs error, vocoder audio: {_stream_line(voc)}",
              "max abs error, emotion encoder: " + ", ".join(f"{k} {enc[k]:.3g}" for k in
                                                             ("embedding", "probs", "strength", "cue"))]
     for name, v in manifest.get("variants", {}).items():

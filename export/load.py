@@ -1,15 +1,13 @@
 """Checkpoints → the eval-mode networks that are exported, checked against each other.
 
 A Stage II checkpoint holds content_encoder, emotion_encoder, recognition and
-generator; a vocoder checkpoint holds the vocoder (and its discriminators, which are
-not loaded). Each network is rebuilt from the constructor arguments recorded in its
+generator; a vocoder checkpoint holds the vocoder. Each network is rebuilt from the constructor arguments recorded in its
 own checkpoint's config and loaded with strict=True; every way this can fail is a
 one-line ModelError.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,8 @@ class Networks:
     """Everything export needs from the two checkpoints; networks in eval mode, no grad.
 
     spec: the checkpoints' shared signal contract (block_frames as trained, replaced by
-    the export). The vocoder's weight norm is already folded into plain weights.
+    the export). speakers: the speakers the networks trained on (both checkpoints' together;
+    None when a checkpoint predates that record).
     """
 
     content_encoder: nn.Module
@@ -42,6 +41,7 @@ class Networks:
     vocoder: nn.Module
     spec: SignalSpec
     run_ids: dict[str, str]
+    speakers: list[str] | None
 
     def parameter_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters())
@@ -85,28 +85,30 @@ def _check_same_contract(stage2: tuple[Path, SignalSpec], vocoder: tuple[Path, S
         raise ModelError(f"{p2.name} and {pv.name} were trained for different signal contracts ({shown})")
 
 
-def load_part(path: str | Path, stage: str) -> tuple[dict[str, nn.Module], SignalSpec, str]:
-    """(networks, signal contract, run id) of one checkpoint of `stage` ("stage2" or "vocoder")."""
+@dataclass(frozen=True)
+class Part:
+    """One checkpoint's networks (eval mode), signal contract, run id and training speakers."""
+
+    models: dict[str, nn.Module]
+    spec: SignalSpec
+    run_id: str
+    speakers: list[str] | None
+
+
+def load_part(path: str | Path, stage: str) -> Part:
+    """The networks of one checkpoint of `stage` ("stage2" or "vocoder") and what it records."""
     path = Path(path)
     ckpt = load_checkpoint(path, stage)
     spec = _signal(path, ckpt)
     models = _build(path, ckpt, spec, STAGE2_NETWORKS if stage == "stage2" else VOCODER_NETWORKS)
-    return models, spec, str(ckpt.get("run_id"))
+    return Part(models, spec, str(ckpt.get("run_id")), ckpt.get("speakers"))
 
 
 def load_networks(stage2_path: str | Path, vocoder_path: str | Path) -> Networks:
     """Networks of a Stage II and a vocoder checkpoint; ModelError (one line) on any mismatch."""
-    stage2, spec2, run2 = load_part(stage2_path, "stage2")
-    vocoder, specv, runv = load_part(vocoder_path, "vocoder")
-    _check_same_contract((Path(stage2_path), spec2), (Path(vocoder_path), specv))
-    return Networks(**stage2, vocoder=_folded(vocoder["vocoder"]), spec=spec2,
-                    run_ids={"stage2": run2, "vocoder": runv})
-
-
-def _folded(vocoder: nn.Module) -> nn.Module:
-    """A copy of the vocoder with weight norm folded in: plain Conv weights in the graph."""
-    # Fold with gradients on: parametrize registers a folded weight that does not require
-    # grad as a buffer, not a parameter, and the parameter count would miss it.
-    vocoder = copy.deepcopy(vocoder).requires_grad_(True)
-    vocoder.remove_weight_norm()
-    return vocoder.eval().requires_grad_(False)
+    stage2, vocoder = load_part(stage2_path, "stage2"), load_part(vocoder_path, "vocoder")
+    _check_same_contract((Path(stage2_path), stage2.spec), (Path(vocoder_path), vocoder.spec))
+    known = stage2.speakers is not None and vocoder.speakers is not None
+    return Networks(**stage2.models, vocoder=vocoder.models["vocoder"], spec=stage2.spec,
+                    run_ids={"stage2": stage2.run_id, "vocoder": vocoder.run_id},
+                    speakers=sorted(set(stage2.speakers) | set(vocoder.speakers)) if known else None)

@@ -24,22 +24,23 @@ import torch
 from engine.errors import ModelError
 from engine.manifest import FORMAT, parse_manifest, sha256_file
 from engine.signal import EMOTIONS, SignalSpec
-from export.graphs import EmotionEncoderGraph, StepGraph
+from export.graphs import EmotionEncoderGraph, StepGraph, VocoderGraph
 from export.load import Networks, load_networks
-from export.reference import embed_mel, log_mel
 from export.to_onnx import (
     DEFAULT_OPSET,
     check_opset,
     export_emotion_encoder,
     export_step,
+    export_vocoder,
     opset_of,
     tensor_infos,
     training_ops,
 )
 from export.variants import build_variants
-from export.verify import check, probe_audio, verify_export
+from export.verify import check, probe, probe_audio, verify_export
 
-STEP_FILE, ENCODER_FILE = "step.onnx", "emotion_encoder.onnx"
+STEP_FILE, ENCODER_FILE, VOCODER_FILE = "step.onnx", "emotion_encoder.onnx", "vocoder.onnx"
+FILES = {"step": STEP_FILE, "emotion_encoder": ENCODER_FILE, "vocoder": VOCODER_FILE}
 
 
 def export_model(stage2: str | Path, vocoder: str | Path, out: str | Path, block_frames: int = 2,
@@ -77,19 +78,22 @@ def _check_replaceable(out: Path) -> None:
 
 
 def _write(networks: Networks, spec: SignalSpec, tmp: Path, opset: int, variants: list[str], log) -> dict:
-    """Export both graphs into tmp, verify them, build the variants; the manifest without sources."""
+    """Export the three graphs into tmp, verify them, build the variants; the manifest without sources."""
     step = StepGraph(networks.content_encoder, networks.generator, networks.vocoder)
     encoder = EmotionEncoderGraph(networks.emotion_encoder, networks.recognition)
+    vocoder = VocoderGraph(networks.vocoder)
     dim = networks.emotion_encoder.dim
     models = {"step": export_step(step, spec, dim, tmp / STEP_FILE, opset),
-              "emotion_encoder": export_emotion_encoder(encoder, spec, tmp / ENCODER_FILE, opset)}
+              "emotion_encoder": export_emotion_encoder(encoder, spec, tmp / ENCODER_FILE, opset),
+              "vocoder": export_vocoder(vocoder, spec, tmp / VOCODER_FILE, opset)}
     for name, model in models.items():
         if training_ops(model):
             raise ModelError(f"{name} graph contains training-only ops: {', '.join(training_ops(model))}")
-    log(f"exported {STEP_FILE} and {ENCODER_FILE} (opset {opset}, block of {spec.block_frames} frames); verifying")
-    errors = verify_export(networks, (step, tmp / STEP_FILE), (encoder, tmp / ENCODER_FILE), spec.block_frames)
+    log(f"exported {', '.join(FILES.values())} (opset {opset}, block of {spec.block_frames} frames); verifying")
+    errors = verify_export(networks, (step, tmp / STEP_FILE), (encoder, tmp / ENCODER_FILE),
+                           (vocoder, tmp / VOCODER_FILE), spec.block_frames)
     check(errors)
-    manifest = _manifest(networks, spec, step, models, tmp)
+    manifest = _manifest(networks, spec, {"step": step, "vocoder": vocoder}, models, tmp)
     manifest["parity"] = errors
     if variants:
         manifest["variants"], manifest["variants_skipped"] = _variants(networks, spec, step, tmp, variants)
@@ -97,10 +101,10 @@ def _write(networks: Networks, spec: SignalSpec, tmp: Path, opset: int, variants
 
 
 def _variants(networks: Networks, spec: SignalSpec, step: StepGraph, tmp: Path, names: list[str]):
-    mel = log_mel(probe_audio(3.0, spec.sample_rate), spec)
-    embedding = embed_mel(networks.emotion_encoder, networks.recognition, mel)
+    p = probe(networks, probe_audio(3.0, spec.sample_rate))
     shapes = dict(zip(step.state_names(), step.state_shapes()))
-    return build_variants(names, tmp / STEP_FILE, shapes, mel.numpy(), embedding.numpy(), spec.block_frames)
+    return build_variants(names, tmp / STEP_FILE, shapes, {"mel": p.mel.numpy(), "pitch": p.pitch_in.numpy()},
+                          {"emotion": p.embedding.numpy()}, spec.block_frames)
 
 
 def _emotions(networks: Networks) -> list[str]:
@@ -110,21 +114,28 @@ def _emotions(networks: Networks) -> list[str]:
     return list(EMOTIONS)
 
 
-def _manifest(networks: Networks, spec: SignalSpec, step: StepGraph, models: dict, tmp: Path) -> dict:
+def _state(graph) -> list[dict]:
+    return [{"name": n, "shape": list(s), "dtype": "float32", "init": "zeros"}
+            for n, s in zip(graph.state_names(), graph.state_shapes())]
+
+
+def _manifest(networks: Networks, spec: SignalSpec, streams: dict, models: dict, tmp: Path) -> dict:
     graphs = {}
-    for name, file in (("step", STEP_FILE), ("emotion_encoder", ENCODER_FILE)):
+    for name, file in FILES.items():
         inputs, outputs = tensor_infos(models[name])
         graphs[name] = {"file": file, "sha256": sha256_file(tmp / file), "inputs": inputs, "outputs": outputs}
+        if name in streams and name != "step":
+            graphs[name]["state"] = _state(streams[name])
     return {
         "format": FORMAT, "signal": spec.to_dict(), "embedding_dim": networks.emotion_encoder.dim,
         "emotions": _emotions(networks), "algorithmic_latency_ms": spec.algorithmic_latency_ms,
         "latency": {"block_ms": spec.block_ms, "lookahead_ms": 1000.0 * spec.lookahead_frames / spec.frame_rate,
                     "vocoder_overlap_ms": 0.0,
-                    "why": "content encoder, generator and vocoder are causal with no lookahead and the "
-                           "vocoder emits exactly hop samples per frame: the latency is the block alone"},
+                    "why": "content encoder, generator and vocoder are causal with no lookahead, the pitch "
+                           "tracker reads no sample past the block, and the vocoder's minimum-phase filters "
+                           "emit hop samples per frame: the latency is the block alone"},
         "graphs": graphs,
-        "state": [{"name": n, "shape": list(s), "dtype": "float32", "init": "zeros"}
-                  for n, s in zip(step.state_names(), step.state_shapes())],
+        "state": _state(streams["step"]),
         "opset": opset_of(models["step"]), "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
         "parameters": networks.parameter_counts(),
@@ -132,8 +143,10 @@ def _manifest(networks: Networks, spec: SignalSpec, step: StepGraph, models: dic
 
 
 def _sources(networks: Networks, stage2: str | Path, vocoder: str | Path) -> dict:
-    """Which training runs (and checkpoint files) the model comes from."""
-    return {"stage2_run_id": networks.run_ids["stage2"], "vocoder_run_id": networks.run_ids["vocoder"],
+    """Which training runs (and checkpoint files) the model comes from, and the speakers they
+    trained on (absent when the checkpoints predate that record: unknown, never guessed)."""
+    speakers = {} if networks.speakers is None else {"speakers": networks.speakers}
+    return {**speakers, "stage2_run_id": networks.run_ids["stage2"], "vocoder_run_id": networks.run_ids["vocoder"],
             "stage2_checkpoint": {"file": Path(stage2).name, "sha256": sha256_file(stage2)},
             "vocoder_checkpoint": {"file": Path(vocoder).name, "sha256": sha256_file(vocoder)}}
 

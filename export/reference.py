@@ -1,9 +1,9 @@
 """The offline PyTorch reference: what the streaming engine must reproduce.
 
-``render_offline`` converts a whole utterance at once (LogMel → Ec.forward →
-G.forward → vocoder.forward), with no blocks and no state; the engine's file
-conversion, which goes block by block through the exported step graph, is tested
-against it. ``reference_embedding`` is the emotion embedding of a reference utterance.
+``render_offline`` converts a whole utterance at once (LogMel and the engine's pitch
+tracker → Ec.forward → G.forward → vocoder.forward), with no blocks and no state; the
+engine's file conversion, which goes block by block through the exported step graph, is
+tested against it. ``reference_embedding`` is the emotion embedding of a reference utterance.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from engine.pitch import pitch_offline, reference_pitch
 from engine.signal import SignalSpec
 from export.load import Networks, load_networks, load_part
 from training.features import LogMel
+from training.models.generator import frame_pitch
 
 
 def log_mel(audio: np.ndarray, spec: SignalSpec) -> Tensor:
@@ -25,17 +27,33 @@ def log_mel(audio: np.ndarray, spec: SignalSpec) -> Tensor:
         return LogMel(spec)(torch.as_tensor(audio, dtype=torch.float32).reshape(1, -1))
 
 
-@torch.no_grad()
-def convert_mel(networks: Networks, mel: Tensor, embedding: Tensor) -> Tensor:
-    """mel: (1, n_mels, T), embedding: (1, D) -> audio (1, T * hop), offline (whole sequence)."""
-    content = networks.content_encoder(mel)
-    return networks.vocoder(networks.generator(content, embedding)).reshape(1, -1)
+def source_pitch(audio: np.ndarray, spec: SignalSpec) -> Tensor:
+    """audio: (N,) float32 -> the engine tracker's causal features (1, 4, N // hop), as streamed."""
+    return torch.from_numpy(pitch_offline(audio, spec))[None]
+
+
+def ref_pitch(audio: np.ndarray, spec: SignalSpec) -> Tensor:
+    """audio: (N,) float32 reference -> (1, 2, N // hop) what the emotion encoder reads (engine.pitch)."""
+    return torch.from_numpy(reference_pitch(audio, spec))[None]
 
 
 @torch.no_grad()
-def embed_mel(emotion_encoder: nn.Module, recognition: nn.Module, mel: Tensor) -> Tensor:
-    """mel: (1, n_mels, T) -> the cue-pooled emotion embedding (1, D)."""
-    return recognition(emotion_encoder(mel)).embedding
+def render_frames(networks: Networks, frames: Tensor) -> Tensor:
+    """The generator's frames (1, n_mels + 2, T) through the vocoder -> audio (1, T * hop), offline."""
+    n_mels = networks.generator.n_mels
+    return networks.vocoder(frames[:, :n_mels], frame_pitch(frames, n_mels)).reshape(1, -1)
+
+
+@torch.no_grad()
+def convert_mel(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tensor) -> Tensor:
+    """mel: (1, n_mels, T), pitch: (1, 4, T), embedding: (1, D) -> audio (1, T * hop), offline (whole sequence)."""
+    return render_frames(networks, networks.generator(networks.content_encoder(mel), pitch, embedding))
+
+
+@torch.no_grad()
+def embed_mel(emotion_encoder: nn.Module, recognition: nn.Module, mel: Tensor, pitch: Tensor) -> Tensor:
+    """mel: (1, n_mels, T), pitch: (1, 2, T) -> the cue-pooled emotion embedding (1, D)."""
+    return recognition(emotion_encoder(mel, pitch)).embedding
 
 
 def render_offline(stage2_ckpt_path: str | Path, vocoder_ckpt_path: str | Path, audio: np.ndarray,
@@ -47,11 +65,11 @@ def render_offline(stage2_ckpt_path: str | Path, vocoder_ckpt_path: str | Path, 
     networks = load_networks(stage2_ckpt_path, vocoder_ckpt_path)
     mel = log_mel(audio, networks.spec)
     emb = torch.as_tensor(embedding, dtype=torch.float32).reshape(1, -1)
-    return convert_mel(networks, mel, emb)[0].numpy()
+    return convert_mel(networks, mel, source_pitch(audio, networks.spec), emb)[0].numpy()
 
 
 def reference_embedding(stage2_ckpt_path: str | Path, audio: np.ndarray) -> np.ndarray:
     """audio: (N,) float32 16 kHz reference utterance -> emotion embedding (D,) float32."""
-    models, spec, _ = load_part(stage2_ckpt_path, "stage2")
-    mel = log_mel(audio, spec)
-    return embed_mel(models["emotion_encoder"], models["recognition"], mel)[0].numpy()
+    part = load_part(stage2_ckpt_path, "stage2")
+    mel, pitch = log_mel(audio, part.spec), ref_pitch(audio, part.spec)
+    return embed_mel(part.models["emotion_encoder"], part.models["recognition"], mel, pitch)[0].numpy()

@@ -15,9 +15,10 @@ import torch
 from onnx import TensorProto
 
 from engine.errors import ModelError
-from engine.manifest import NEXT_SUFFIX, STEP_INPUTS, STEP_OUTPUT
+from engine.manifest import FRAMES_OUTPUT, NEXT_SUFFIX, STEP_INPUTS, STEP_OUTPUT, VOCODER_INPUTS
+from engine.pitch import N_FEATURES
 from engine.signal import SignalSpec
-from export.graphs import EmotionEncoderGraph, StepGraph
+from export.graphs import EmotionEncoderGraph, StepGraph, VocoderGraph
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 12  # Einsum (emotion encoder, recognition) first exists in opset 12
@@ -59,21 +60,41 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, opset: int, inputs
     return model
 
 
+def _example_pitch(frames: int, rows: int) -> torch.Tensor:
+    """A plausible pitch block for tracing: 150 Hz (and a 0.1 spread), voiced."""
+    base = torch.tensor([1.0, 5.0, 5.0, 0.1])[:rows] if rows == N_FEATURES else torch.tensor([5.0, 1.0])
+    return base[None, :, None].expand(1, rows, frames).contiguous()
+
+
+def _stream_export(graph, frame_args: tuple, constants: tuple, inputs: tuple[str, ...], outputs: tuple[str, ...],
+                   path: Path, opset: int) -> onnx.ModelProto:
+    names = graph.state_names()
+    return _export(graph, (*frame_args, *constants, *graph.init_state()), path, opset, [*inputs, *names],
+                   [*outputs, *(n + NEXT_SUFFIX for n in names)])
+
+
 def export_step(graph: StepGraph, spec: SignalSpec, embedding_dim: int, path: Path,
                 opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Write the step graph: (mel (1, n_mels, N), emotion (1, D), state...) -> (audio (1, N*hop), state_next...)."""
-    names = graph.state_names()
-    args = (torch.zeros(1, spec.n_mels, spec.block_frames), torch.zeros(1, embedding_dim), *graph.init_state())
-    return _export(graph, args, path, opset, [*STEP_INPUTS, *names],
-                   [STEP_OUTPUT, *(n + NEXT_SUFFIX for n in names)])
+    """Write the step graph: (mel (1, n_mels, N), pitch (1, 4, N), emotion (1, D), state...)
+    -> (audio (1, N*hop), frames (1, n_mels + 2, N), state_next...)."""
+    n = spec.block_frames
+    return _stream_export(graph, (torch.zeros(1, spec.n_mels, n), _example_pitch(n, N_FEATURES)),
+                          (torch.zeros(1, embedding_dim),), STEP_INPUTS, (STEP_OUTPUT, FRAMES_OUTPUT), path, opset)
+
+
+def export_vocoder(graph: VocoderGraph, spec: SignalSpec, path: Path, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Write the vocoder graph: (mel (1, n_mels, N), pitch (1, 2, N), state...) -> (audio (1, N*hop), state_next...)."""
+    n = spec.block_frames
+    return _stream_export(graph, (torch.zeros(1, spec.n_mels, n), _example_pitch(n, 2)), (), VOCODER_INPUTS,
+                          (STEP_OUTPUT,), path, opset)
 
 
 def export_emotion_encoder(graph: EmotionEncoderGraph, spec: SignalSpec, path: Path,
                            opset: int = DEFAULT_OPSET, example_frames: int = 50) -> onnx.ModelProto:
-    """Write the emotion encoder: mel (1, n_mels, T) -> embedding, probs, strength, cue (1, T); T dynamic."""
+    """Write the emotion encoder: mel (1, n_mels, T), pitch (1, 2, T) -> embedding, probs, strength, cue (1, T); T dynamic."""
     mel = torch.randn(1, spec.n_mels, example_frames)
-    model = _export(graph, (mel,), path, opset, ["mel"], list(graph.OUTPUTS),
-                    dynamic_axes={"mel": {2: "T"}, "cue": {1: "T"}})
+    model = _export(graph, (mel, _example_pitch(example_frames, 2)), path, opset, ["mel", "pitch"],
+                    list(graph.OUTPUTS), dynamic_axes={"mel": {2: "T"}, "pitch": {2: "T"}, "cue": {1: "T"}})
     _pin_output_shapes(model, graph.output_shapes())
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from engine.manifest import NEXT_SUFFIX, STEP_OUTPUT, sha256_file
-from export.verify import cpu_session, stream_onnx
+from export.verify import block_feeds, cpu_session, stream_onnx
 
 VARIANTS = ("int8", "fp16")
 TIMED_BLOCKS = 300
@@ -63,44 +63,43 @@ def available(name: str) -> str | None:
     return None
 
 
-def block_time(path: Path, state_shapes: dict[str, tuple], mel: np.ndarray, embedding: np.ndarray,
-               block: int, n_blocks: int = TIMED_BLOCKS) -> float:
-    """Median seconds per step call over n_blocks blocks of mel (cycled), one CPU thread, after warm-up."""
+def block_time(path: Path, state_shapes: dict[str, tuple], frames: dict[str, np.ndarray],
+               constants: dict[str, np.ndarray], block: int, n_blocks: int = TIMED_BLOCKS) -> float:
+    """Median seconds per step call over n_blocks blocks of frames (cycled), one CPU thread, after warm-up."""
     session = cpu_session(path)
     state = {n: np.zeros(s, np.float32) for n, s in state_shapes.items()}
     outputs = [STEP_OUTPUT, *(n + NEXT_SUFFIX for n in state)]
-    starts = list(range(0, mel.shape[-1] - block + 1, block))
+    feeds = list(block_feeds(frames, constants, block))
     times = []
     for i in range(n_blocks + 10):
-        start = starts[i % len(starts)]
-        feeds = {"mel": np.ascontiguousarray(mel[..., start:start + block]), "emotion": embedding, **state}
         t = time.perf_counter()
-        _, *new = session.run(outputs, feeds)
+        _, *new = session.run(outputs, {**feeds[i % len(feeds)], **state})
         times.append(time.perf_counter() - t)
         state = dict(zip(state, new))
     return statistics.median(times[10:])
 
 
-def build_variants(names: list[str], step_path: Path, state_shapes: dict[str, tuple], mel: np.ndarray,
-                   embedding: np.ndarray, block: int) -> tuple[dict[str, dict], list[str]]:
+def build_variants(names: list[str], step_path: Path, state_shapes: dict[str, tuple], frames: dict[str, np.ndarray],
+                   constants: dict[str, np.ndarray], block: int) -> tuple[dict[str, dict], list[str]]:
     """Write step.NAME.onnx beside step_path for each buildable name: (manifest entries, skip messages).
 
-    An entry is {file, sha256, speedup, max_abs_err, ...}; mel: (1, n_mels, T) and
-    embedding: (1, D) float32 are what the variant and fp32 graphs stream for the error and timing.
+    An entry is {file, sha256, speedup, max_abs_err, ...}; frames (mel (1, n_mels, T), pitch
+    (1, 4, T)) and constants (emotion (1, D)) float32 are what the variant and fp32 graphs
+    stream for the error and timing.
     """
     skipped = [why for why in map(available, names) if why]
     names = [n for n in names if available(n) is None]
     if not names:
         return {}, skipped
-    ref = stream_onnx(cpu_session(step_path), state_shapes, mel, embedding, block)
-    t32 = block_time(step_path, state_shapes, mel, embedding, block)
+    ref = stream_onnx(cpu_session(step_path), state_shapes, frames, constants, block)
+    t32 = block_time(step_path, state_shapes, frames, constants, block)
     entries = {}
     for name in names:
         dst = step_path.with_name(f"step.{name}.onnx")
         {"int8": _int8, "fp16": _fp16}[name](step_path, dst)
-        got = stream_onnx(cpu_session(dst), state_shapes, mel, embedding, block)
-        entries[name] = _entry(name, dst, block_time(dst, state_shapes, mel, embedding, block), t32,
-                               float(np.abs(got.astype(np.float64) - ref).max()))
+        got = stream_onnx(cpu_session(dst), state_shapes, frames, constants, block)
+        entries[name] = _entry(name, dst, block_time(dst, state_shapes, frames, constants, block), t32,
+                               float(np.abs(got[STEP_OUTPUT].astype(np.float64) - ref[STEP_OUTPUT]).max()))
     return entries, skipped
 
 
