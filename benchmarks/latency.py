@@ -5,9 +5,9 @@ For every (model, intra-op threads) setting it measures, after a warm-up:
 * StreamingConverter.process (frontend + step graph + bookkeeping), one
   perf_counter_ns pair per block: p50/p95/p99/max, mean, RTF = mean compute / block
   duration, and how many blocks missed their deadline (compute > block duration);
-* right after each such call, the converter's own frontend (StreamingLogMel.process)
-  and step runner (StepRunner.run) called directly on the same block, each timed
-  alone; "rest" (embedding fade, dry delay line, mixing, timing) is the mean of the
+* right after each such call, the converter's own frontend (StreamingLogMel and
+  StreamingPitch) and step runner (StepRunner.run) called directly on the same block, each
+  timed alone; "rest" (embedding fade, dry delay line, mixing, timing) is the mean of the
   whole minus the two, since the engine exposes no hook inside process().
 
 A model is exported for one block size: `--model` may be given once per block size,
@@ -64,26 +64,26 @@ def _blocks(block_samples: int, n: int) -> np.ndarray:
 
 def time_blocks(converter, blocks: np.ndarray, warmup: int) -> dict[str, np.ndarray]:
     """ns per block, each (n,) int64: "total" of converter.process, and, for the same block right
-    after it, "frontend" (its StreamingLogMel.process) and "step" (its StepRunner.run).
+    after it, "frontend" (its StreamingLogMel and StreamingPitch) and "step" (its StepRunner.run).
 
     Interleaved block by block, so that both see the same machine: timed in separate
     passes, a change in background load between them would show up as a stage share.
     Calling the frontend and runner directly advances their state a second time per
     block, which changes the audio but not the cost (no data-dependent branches).
     """
-    frontend, runner, embedding = converter.frontend, converter.runner, converter.embedding
+    frontend, pitch, runner, embedding = converter.frontend, converter.pitch, converter.runner, converter.embedding
     for block in blocks[:warmup]:
         converter.process(block)
-        runner.run(frontend.process(block), embedding)
+        runner.run(mel=frontend.process(block), pitch=pitch.process(block), emotion=embedding)
     out = {k: np.empty(len(blocks), np.int64) for k in ("total", "frontend", "step")}
     clock = time.perf_counter_ns
     for i, block in enumerate(blocks):
         t0 = clock()
         converter.process(block)
         t1 = clock()
-        mel = frontend.process(block)
+        mel, features = frontend.process(block), pitch.process(block)
         t2 = clock()
-        runner.run(mel, embedding)
+        runner.run(mel=mel, pitch=features, emotion=embedding)
         out["total"][i], out["frontend"][i], out["step"][i] = t1 - t0, t2 - t1, clock() - t2
     return out
 

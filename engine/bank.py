@@ -34,6 +34,7 @@ from engine.audio import is_silent, load_audio, voiced_seconds
 from engine.errors import EVCError
 from engine.features import log_mel_offline
 from engine.manifest import Manifest, sha256_file
+from engine.pitch import reference_pitch
 
 FORMAT = "evc-bank/1"
 MIN_VOICED_S = 1.0
@@ -117,7 +118,7 @@ class Encoding:
 
 
 class EmotionEncoder:
-    """emotion_encoder.onnx of a model: (1, n_mels, T) log-mel -> embedding, probs, strength, cue."""
+    """emotion_encoder.onnx of a model: log-mel (1, n_mels, T), pitch (1, 2, T) -> embedding, probs, strength, cue."""
 
     def __init__(self, sessions, manifest: Manifest):
         self.session = sessions["emotion_encoder"]
@@ -126,8 +127,9 @@ class EmotionEncoder:
 
     def encode(self, audio: np.ndarray) -> Encoding:
         """Encode a whole utterance (N,) float32 at the model's rate, offline (non-causal)."""
-        mel = log_mel_offline(audio, self.manifest.spec)
-        embedding, probs, strength = self.session.run(["embedding", "probs", "strength"], {"mel": mel[None]})
+        spec = self.manifest.spec
+        feeds = {"mel": log_mel_offline(audio, spec)[None], "pitch": reference_pitch(audio, spec)[None]}
+        embedding, probs, strength = self.session.run(["embedding", "probs", "strength"], feeds)
         embedding = np.asarray(embedding, np.float32).reshape(-1)
         if not np.isfinite(embedding).all():
             raise EVCError("the emotion encoder returned non-finite values for this reference")

@@ -16,8 +16,11 @@ from engine.errors import ModelError
 from engine.signal import SignalSpec
 
 FORMAT = "evc-model/1"
-STEP_INPUTS = ("mel", "emotion")
+STEP_INPUTS = ("mel", "pitch", "emotion")
+VOCODER_INPUTS = ("mel", "pitch")
 STEP_OUTPUT = "audio"
+FRAMES_OUTPUT = "frames"
+"""The step graph's second output: the generator's frames (1, n_mels + 2, block_frames)."""
 NEXT_SUFFIX = "_next"
 """A state input `s` of the step graph is returned as output `s + NEXT_SUFFIX`."""
 
@@ -35,6 +38,7 @@ class GraphInfo:
     sha256: str
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+    state: tuple[TensorInfo, ...] = ()  # a streaming graph's own state, but the step's (Manifest.state)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ class Manifest:
     @property
     def step(self) -> GraphInfo:
         return self.graphs["step"]
+
+    @property
+    def training_speakers(self) -> list[str] | None:
+        """The speakers the model trained on, as export recorded them; None when unrecorded."""
+        speakers = (self.raw.get("training") or {}).get("speakers")
+        return list(speakers) if speakers is not None else None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -71,7 +81,8 @@ def parse_manifest(raw: dict, where: str = "manifest.json") -> Manifest:
     try:
         if raw.get("format") != FORMAT:
             raise ModelError(f"{where}: format {raw.get('format')!r}, expected {FORMAT!r}")
-        graphs = {name: GraphInfo(g["file"], g["sha256"], _tensors(g["inputs"]), _tensors(g["outputs"]))
+        graphs = {name: GraphInfo(g["file"], g["sha256"], _tensors(g["inputs"]), _tensors(g["outputs"]),
+                                  _tensors(g.get("state", ())))
                   for name, g in raw["graphs"].items()}
         if "step" not in graphs or "emotion_encoder" not in graphs:
             raise ModelError(f"{where}: needs graphs 'step' and 'emotion_encoder'")
@@ -119,6 +130,10 @@ def check_against_config(manifest: Manifest, cfg: EngineConfig) -> None:
         if getattr(SignalSpec(), field) != value and field not in ("block_frames", "lookahead_frames"):
             raise ModelError(f"model's signal {field} = {value}, the engine's contract has "
                              f"{getattr(SignalSpec(), field)}")
+    missing = [n for n in STEP_INPUTS if n not in {t.name for t in manifest.step.inputs}]
+    if missing:
+        raise ModelError(f"manifest: the step graph has no input {', '.join(missing)}: it was exported by an "
+                         "older evc; re-export the model")
     emb = next((t for t in manifest.step.inputs if t.name == "emotion"), None)
     if emb is None or emb.shape[-1] != manifest.embedding_dim:
         raise ModelError("manifest: step graph's 'emotion' input does not match embedding_dim")

@@ -1,8 +1,9 @@
 """The streaming conversion pipeline: one audio block in, one converted block out.
 
-    block (block_samples,) ─► StreamingLogMel ─► mel (n_mels, block_frames) ─┐
-                                                  emotion embedding (D,) ─────┼─► step.onnx ─► audio block
-                                                  (crossfaded between values) ┘
+    block (block_samples,) ─┬─► StreamingLogMel ─► mel (n_mels, block_frames) ─┐
+                            └─► StreamingPitch ──► pitch (4, block_frames) ─────┤
+                                                  emotion embedding (D,) ───────┼─► step.onnx ─► audio block
+                                                  (crossfaded between values) ──┘
 
 Everything a block touches is allocated in __init__; process() allocates nothing, so
 the live worker and `evc convert` run the very same code at a steady cost. The live
@@ -23,6 +24,7 @@ from engine.config import EngineConfig
 from engine.errors import EVCError
 from engine.features import StreamingLogMel
 from engine.manifest import check_against_config, load_manifest
+from engine.pitch import StreamingPitch
 from engine.runtime import Sessions, StepRunner
 
 TIMING_WINDOW = 1024
@@ -161,6 +163,7 @@ class StreamingConverter:
         self.sessions = Sessions(cfg.model_dir, self.manifest, cfg.runtime, quiet)
         self.runner = StepRunner(self.sessions, self.manifest)
         self.frontend = StreamingLogMel(self.spec)
+        self.pitch = StreamingPitch(self.spec)
         self.emotion_name: str | None = None
         self.strength: float | None = None
         self._fade = EmbeddingFade(self.manifest.embedding_dim)
@@ -252,8 +255,9 @@ class StreamingConverter:
         return (neutral.embedding + strength * (reference - neutral.embedding)).astype(np.float32)
 
     def reset(self) -> None:
-        """Start a new stream: frontend and model state from zero, delay line empty, fade finished."""
+        """Start a new stream: frontends and model state from zero, delay line empty, fade finished."""
         self.frontend.reset()
+        self.pitch.reset()
         self.runner.reset()
         self._dry.reset()
         self._fade.settle()
@@ -268,8 +272,8 @@ class StreamingConverter:
         start = time.perf_counter_ns()
         if block.shape != (self.block_samples,):
             raise ValueError(f"block: expected ({self.block_samples},) samples, got {block.shape}")
-        mel = self.frontend.process(block)
-        wet = self.runner.run(mel, self._fade.next_block())
+        wet = self.runner.run(mel=self.frontend.process(block), pitch=self.pitch.process(block),
+                              emotion=self._fade.next_block())
         self._mix(block, wet)
         self._blocks_since_reset += 1
         self._times.record(time.perf_counter_ns() - start)

@@ -55,19 +55,23 @@ def plan_providers(requested: tuple[str, ...]) -> tuple[list[str], list[str]]:
 
 
 class Sessions:
-    """The model's ONNX Runtime sessions ('step', 'emotion_encoder') and which provider runs them."""
+    """ONNX Runtime sessions of a model's graphs (default 'step' and 'emotion_encoder') and which provider runs them."""
 
-    def __init__(self, model_dir: str | Path, manifest: Manifest, cfg: RuntimeConfig, quiet: bool = False):
+    def __init__(self, model_dir: str | Path, manifest: Manifest, cfg: RuntimeConfig, quiet: bool = False,
+                 graphs: tuple[str, ...] = ("step", "emotion_encoder")):
         ort = _ort()
         providers, notes = plan_providers(cfg.providers)
         self.sessions = {}
-        for name, graph in manifest.graphs.items():
+        for name in graphs:
+            graph = manifest.graphs.get(name)
+            if graph is None:
+                raise ModelError(f"{model_dir}: the model has no '{name}' graph (re-export it with this version)")
             try:
                 self.sessions[name] = ort.InferenceSession(
                     str(Path(model_dir) / graph.file), session_options(cfg), providers=providers)
             except Exception as e:  # ORT raises its own Fail/InvalidGraph types
                 raise ModelError(f"{graph.file}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
-        active = self.sessions["step"].get_providers()
+        active = self.sessions[graphs[0]].get_providers()
         self.device = "cuda" if active and active[0] == ORT_NAMES["cuda"] else "cpu"
         if providers[0] == ORT_NAMES["cuda"] and self.device != "cuda":
             notes.append(f"cuda skipped: the CUDA provider failed to start; {CUDA_HINT}")
@@ -123,46 +127,53 @@ def _bind(binding, name: str, array: np.ndarray, output: bool) -> None:
 
 
 class StepRunner:
-    """Runs step.onnx one block at a time into preallocated buffers.
+    """Runs a streaming graph (step.onnx, or vocoder.onnx) one block at a time into preallocated buffers.
 
-    mel: (1, n_mels, block_frames), emotion: (1, D), audio: (1, block_frames * hop).
-    On CPU the host buffers are bound by pointer, so ORT reads and writes them in
-    place. On CUDA, mel, emotion and state live in device OrtValues (state never
-    leaves the GPU); mel and emotion are copied up in place each block and the audio
-    is written back into the host buffer.
+    Inputs are the graph's declared non-state inputs (step: mel (1, n_mels, block_frames),
+    pitch (1, 4, block_frames), emotion (1, D); vocoder: mel, pitch (1, 2, block_frames));
+    the output is audio (1, block_frames * hop). On CPU the host buffers are bound by
+    pointer, so ORT reads and writes them in place. On CUDA, inputs and state live in device
+    OrtValues (state never leaves the GPU); inputs are copied up in place each block and the
+    audio is written back into the host buffer.
     """
 
-    def __init__(self, sessions: Sessions, manifest: Manifest):
-        spec = manifest.spec
-        self.session = sessions["step"]
+    def __init__(self, sessions: Sessions, manifest: Manifest, graph: str = "step"):
+        info = manifest.graphs[graph]
+        self.session = sessions[graph]
         self.cuda = sessions.device == "cuda"
-        self.mel = np.zeros((1, spec.n_mels, spec.block_frames), np.float32)
-        self.emotion = np.zeros((1, manifest.embedding_dim), np.float32)
-        self.audio = np.zeros((1, spec.block_samples), np.float32)
-        init = manifest.raw.get("state_init") or {}
-        self.state = StreamState(manifest.state, {k: np.asarray(v, np.float32) for k, v in init.items()})
+        state_infos = manifest.state if graph == "step" else info.state
+        state_names = {t.name for t in state_infos}
+        self.inputs = {t.name: np.zeros(t.shape, np.float32) for t in info.inputs if t.name not in state_names}
+        # Every non-state output gets a buffer (step: audio and frames): an unbound output
+        # would be allocated by ONNX Runtime on every block.
+        self.outputs = {t.name: np.zeros(t.shape, np.float32) for t in info.outputs
+                        if t.name.removesuffix(NEXT_SUFFIX) not in state_names}
+        self.audio = self.outputs[STEP_OUTPUT]
+        init = (manifest.raw.get("state_init") or {}) if graph == "step" else {}
+        self.state = StreamState(state_infos, {k: np.asarray(v, np.float32) for k, v in init.items()})
         self.device_inputs = self._device_values() if self.cuda else None
         self.bindings = [self._binding(side) for side in (0, 1)]
 
     def _device_values(self) -> dict:
         value = _ort().OrtValue.ortvalue_from_numpy
-        return {"mel": value(self.mel, "cuda", 0), "emotion": value(self.emotion, "cuda", 0),
+        return {"inputs": {n: value(a, "cuda", 0) for n, a in self.inputs.items()},
                 "state": [{n: value(a, "cuda", 0) for n, a in side.items()} for side in self.state.buffers]}
 
     def _binding(self, side: int):
         """IO binding reading state set `side` and writing the other."""
         b = self.session.io_binding()
-        _bind(b, STEP_OUTPUT, self.audio, True)
+        for name, array in self.outputs.items():
+            _bind(b, name, array, True)
         if self.cuda:
             dev = self.device_inputs
-            b.bind_ortvalue_input("mel", dev["mel"])
-            b.bind_ortvalue_input("emotion", dev["emotion"])
+            for name, value in dev["inputs"].items():
+                b.bind_ortvalue_input(name, value)
             for name in self.state.names:
                 b.bind_ortvalue_input(name, dev["state"][side][name])
                 b.bind_ortvalue_output(name + NEXT_SUFFIX, dev["state"][1 - side][name])
             return b
-        _bind(b, "mel", self.mel, False)
-        _bind(b, "emotion", self.emotion, False)
+        for name, array in self.inputs.items():
+            _bind(b, name, array, False)
         for name in self.state.names:
             _bind(b, name, self.state.buffers[side][name], False)
             _bind(b, name + NEXT_SUFFIX, self.state.buffers[1 - side][name], True)
@@ -175,13 +186,13 @@ class StepRunner:
                 for name, value in side.items():
                     value.update_inplace(self.state.init[name])
 
-    def run(self, mel: np.ndarray, emotion: np.ndarray) -> np.ndarray:
-        """mel: (n_mels, block_frames), emotion: (D,) → audio (block_samples,), a view of a reused buffer."""
-        np.copyto(self.mel[0], mel)
-        np.copyto(self.emotion[0], emotion)
-        if self.cuda:
-            self.device_inputs["mel"].update_inplace(self.mel)
-            self.device_inputs["emotion"].update_inplace(self.emotion)
+    def run(self, **inputs: np.ndarray) -> np.ndarray:
+        """One block: each input without its batch axis (mel (n_mels, block_frames), pitch (P,
+        block_frames), emotion (D,)) -> audio (block_samples,), a view of a reused buffer."""
+        for name, value in inputs.items():
+            np.copyto(self.inputs[name][0], value)
+            if self.cuda:
+                self.device_inputs["inputs"][name].update_inplace(self.inputs[name])
         self.session.run_with_iobinding(self.bindings[self.state.current])
         self.state.advance()
         return self.audio[0]
