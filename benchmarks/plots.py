@@ -128,8 +128,9 @@ def quality_bars(results: dict, path: Path) -> Path:
                 ax.bar(np.arange(len(emotions)) + (k - (len(systems) - 1) / 2) * width, values, width, label=system)
             ax.set_xticks(np.arange(len(emotions)), emotions, fontsize=7)
             ax.set_title(f"{label} ({group} speakers)", fontsize=8)
-    axes[0, -1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(systems), fontsize=8)
+    fig.tight_layout(rect=(0, 0.1 / len(groups), 1, 1))
     return _save(fig, path)
 
 

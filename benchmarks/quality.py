@@ -49,7 +49,8 @@ class Options:
 
 
 def _subset(trials: list, n: int | None) -> set[int]:
-    return set(range(len(trials))) if n is None else set(first_per_speaker(trials, n)) if n else set()
+    """Indices of the trials of each speaker's first n source sentences; all of them for None."""
+    return set(range(len(trials))) if n is None else set(first_per_speaker(trials, n))
 
 
 def _trial_key(trial, root: Path, mos: bool) -> str:
@@ -144,13 +145,16 @@ def run(data: str | Path, systems: dict, opts: Options, echo=print) -> tuple[dic
                  "speaker_embedding": speaker.name, "speaker_note": speaker_note}
     for line in tables.evaluator_lines(ev_report):
         echo(line)
+    t_scoring = time.perf_counter()
     rows, sweep, kept, reused = score(trials, systems, evals, gt, root, opts, evals_key, speaker.name)
+    t_end = time.perf_counter()
     report = {"benchmark": "quality", "machine": machine(), "corpus": str(root.resolve()), "split": opts.split,
               "trials": len(trials), "training_speakers": list(opts.trained) if opts.trained else None,
               "evaluators": ev_report, "metrics": METRICS, "results": tables.aggregate(rows),
               "sweep": tables.aggregate_sweep(sweep) if sweep else {}, "rows": rows, "sweep_rows": sweep,
               "coverage": {"mos_trials": len(_subset(trials, opts.mos_limit)), "sweep_trials": len({r["trial"]
-                           for r in sweep}), "rows_from_cache": reused}, "seconds": time.perf_counter() - t0}
+                           for r in sweep}), "rows_from_cache": reused},
+              "seconds": {"evaluators": t_scoring - t0, "scoring": t_end - t_scoring, "total": t_end - t0}}
     return report, kept
 
 
@@ -221,7 +225,8 @@ def write(report: dict, kept: list, out: Path, notes: list[str]) -> list[Path]:
 def _coverage_line(report: dict) -> str:
     c = report["coverage"]
     return (f"{report['trials']} trials; DNSMOS on {c['mos_trials']}, strength sweep on {c['sweep_trials']}; "
-            f"{c['rows_from_cache']} rows of corpus-only systems from the cache; {report['seconds']:.0f} s")
+            f"{c['rows_from_cache']} rows of corpus-only systems from the cache; "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items()))
 
 
 def cmd(args) -> int:

@@ -80,13 +80,15 @@ def reader_of(rows: list[dict]) -> str:
 
 def sweep_summary(rows: list[dict]) -> dict:
     """Mean reading per setting, Spearman's rho of setting vs reading over all (trial, setting)
-    pairs, and the mean of each trial's own rho."""
+    pairs (nan when every reading is equal), and the mean of each trial's own rho, where a trial
+    whose reading does not move counts 0: a knob that changes nothing heard is no knob."""
     reader = reader_of(rows)
     settings = sorted({r["setting"] for r in rows})
     trials: dict = {}
     for r in rows:
         trials.setdefault(r["trial"], []).append(r)
-    per_trial = [_spearman([r["setting"] for r in t], [r[reader] for r in t]) for t in trials.values()]
+    per_trial = [np.nan_to_num(_spearman([r["setting"] for r in t], [r[reader] for r in t]))
+                 for t in trials.values()]
     return {"n": len(trials), "reader": reader,
             "mean_reading": {str(s): _nanmean([r[reader] for r in rows if r["setting"] == s]) for s in settings},
             "spearman": _spearman([r["setting"] for r in rows], [r[reader] for r in rows]),

@@ -162,6 +162,9 @@ def test_sweep_summary_finds_a_monotonic_knob_and_a_flat_one():
     assert rising["spearman"] > 0.9 and rising["mean_reading"]["0.5"] == pytest.approx(0.45)
     flat = quality_tables.sweep_summary(rows(lambda s, t: 0.3))
     assert np.isnan(flat["spearman"]) and flat["mean_reading"]["1.0"] == pytest.approx(0.3)
+    assert flat["spearman_per_trial_mean"] == 0.0  # a knob that changes nothing heard
+    falling = quality_tables.sweep_summary(rows(lambda s, t: 1 - s))
+    assert falling["spearman"] == pytest.approx(-1.0) and falling["spearman_per_trial_mean"] == pytest.approx(-1.0)
 
 
 def test_a_rerun_takes_the_corpus_only_rows_from_the_cache(corpus, cache_dir, toy_cfg, scored):
