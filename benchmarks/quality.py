@@ -165,7 +165,8 @@ METRICS = {
     "emotion_accuracy": "SVM (RBF) on speaker-normalised utterance statistics, trained on the corpus's "
                         "natural train split",
     "strength_rmse_sup": "per-emotion ridge regression of ground-truth strength (natural train split) read on "
-                         "the converted speech, vs the reference's ground-truth strength",
+                         "the converted speech, vs the reference's ground-truth strength; the oracle and copy "
+                         "synthesis rows render the target, so against the target's own (the columns' floor)",
     "strength_rmse_rank": "label-free per-emotion ranking SVM (neutral < emotional), same target (or, without "
                           "ground truth, its own reading of the reference)",
     "speaker_cos": "cosine of speaker embeddings, converted vs source",
@@ -174,6 +175,11 @@ METRICS = {
     "sweep": "the model's strength knob: embedding e_n + s (e_ref - e_n), e_n the emotion encoding of the "
              "Neutral utterance of the reference's sentence; mean reading per s, Spearman's rho of s vs reading",
 }
+
+
+NOTES = ("Strength RMSE is against the reference's strength; the oracle and copy synthesis render the target, "
+         "so theirs is against the target's own strength: the floor of those columns.",
+         "Zero effort is the natural Neutral source: its DNSMOS is the natural speech's.")
 
 
 def _options(args, trained) -> Options:
@@ -207,7 +213,7 @@ def write(report: dict, kept: list, out: Path, notes: list[str]) -> list[Path]:
     results, sweep = report["results"], report["sweep"]
     lines = [*tables.evaluator_lines(report["evaluators"]), *(f"note: {n}" for n in notes),
              machine_line(report["machine"]), _coverage_line(report), "", "All emotions:", "",
-             tables.quality_table(results, (tables.ALL,)), "", "Per emotion:", "",
+             tables.quality_table(results, (tables.ALL,)), "", *NOTES, "", "Per emotion:", "",
              tables.quality_table(results, tables.TARGET_EMOTIONS), ""]
     if sweep:
         lines += ["Strength sweep (the model's knob; reading by the supervised evaluator where there are labels):",

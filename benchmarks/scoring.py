@@ -16,9 +16,10 @@ from benchmarks import evaluators as ev
 from benchmarks.features import SR, analyse, utterance_features
 from benchmarks.metrics import f0_rmse_cents, mcd
 from benchmarks.naturalness import COLUMNS as MOS_COLUMNS
+from benchmarks.systems import RENDERS_TARGET
 from benchmarks.trials import Trial
 
-SCORING_VERSION = 1
+SCORING_VERSION = 2  # 2: reference rows scored against the target's own strength
 """Bump when a measurement changes: cached rows are keyed on it."""
 SWEEP_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
 
@@ -72,34 +73,40 @@ def _load(utt) -> np.ndarray:
 
 @dataclass
 class _Fixed:
-    """What scoring a trial needs besides the converted audio, computed once for every system."""
+    """What scoring a trial needs besides the converted audio, computed once for every system.
+
+    strength: the intended strength of a conversion (the reference's), and of a system that
+    renders the target (the target's own: the floor of the strength columns)."""
 
     target: object
     source_speaker: np.ndarray
-    strength_target: float
+    strength: dict[str, float]
 
 
-def _fixed(w: _Worker, trial: Trial, audio: dict) -> _Fixed:
-    """Target analysis, source speaker embedding, and the reference's strength: ground truth, else
-    the label-free ranker's reading of the reference."""
-    ref = trial.reference
-    if ref.utt_id in w.gt:
-        strength = float(w.gt[ref.utt_id])
-    else:
-        strength = float(w.evals.read(utterance_features(audio["reference"]), ref.speaker, ref.emotion)
-                         ["strength_rank"][0])
+def _strength(w: _Worker, utt, audio: np.ndarray) -> float:
+    """Ground truth, else the label-free ranker's reading of the natural utterance."""
+    if utt.utt_id in w.gt:
+        return float(w.gt[utt.utt_id])
+    return float(w.evals.read(utterance_features(audio), utt.speaker, utt.emotion)["strength_rank"][0])
+
+
+def _fixed(w: _Worker, trial: Trial, audio: dict, names) -> _Fixed:
+    strength = {"reference": _strength(w, trial.reference, audio["reference"])}
+    if any(n in RENDERS_TARGET for n in names):
+        strength["target"] = _strength(w, trial.target, audio["target"])
     return _Fixed(analyse(audio["target"]), w.speaker.embed(audio["source"]), strength)
 
 
-def measure(w: _Worker, converted: np.ndarray, trial: Trial, fixed: _Fixed, mos: bool) -> dict:
-    """One converted utterance's metrics against its trial (DNSMOS columns nan unless mos)."""
+def measure(w: _Worker, converted: np.ndarray, trial: Trial, fixed: _Fixed, mos: bool, intent: str) -> dict:
+    """One converted utterance's metrics against its trial, strength against fixed.strength[intent]
+    (DNSMOS columns nan unless mos)."""
     converted = np.nan_to_num(np.asarray(converted, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     analysis = analyse(converted)
     reading = w.evals.read(utterance_features(converted), trial.source.speaker, trial.emotion)
     row = {"mcd_db": mcd(analysis, fixed.target), "f0_rmse_cents": f0_rmse_cents(analysis, fixed.target),
            "predicted": str(reading["predicted"][0]), "strength_sup": float(reading["strength_sup"][0]),
-           "strength_rank": float(reading["strength_rank"][0]), "strength_target": fixed.strength_target,
-           "speaker_cos": ev.cosine(w.speaker.embed(converted), fixed.source_speaker)}
+           "strength_rank": float(reading["strength_rank"][0]), "strength_target": fixed.strength[intent],
+           "strength_of": intent, "speaker_cos": ev.cosine(w.speaker.embed(converted), fixed.source_speaker)}
     row.update(w.dnsmos.score(converted) if mos else dict.fromkeys(MOS_COLUMNS, float("nan")))
     return row
 
@@ -126,8 +133,9 @@ def score_task(task: Task) -> Result:
     audio = {k: _load(getattr(trial, k)) for k in ("source", "reference", "target")}
     if task.sweep and trial.neutral is not None:
         audio["neutral"] = _load(trial.neutral)
-    fixed = _fixed(w, trial, audio)
+    fixed = _fixed(w, trial, audio, task.systems)
     outputs = {name: w.systems[name](audio["source"], audio["reference"], audio["target"]) for name in task.systems}
-    rows = {name: measure(w, out, trial, fixed, task.mos) for name, out in outputs.items()}
+    rows = {name: measure(w, out, trial, fixed, task.mos, "target" if name in RENDERS_TARGET else "reference")
+            for name, out in outputs.items()}
     sweep = _sweep(w, trial, audio, task.systems) if task.sweep else []
     return Result(task.index, rows, sweep, audio if task.keep else None, outputs if task.keep else None)

@@ -43,6 +43,8 @@ def _oracle(source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np
 BASELINES: dict[str, System] = {"zero effort": _zero_effort, "DSP prosody transplant": _prosody_transplant}
 CORPUS_ONLY: dict[str, System] = {ORACLE: _oracle, **BASELINES}
 """Systems whose output depends on the corpus files alone: their scored rows are cached."""
+RENDERS_TARGET = frozenset({ORACLE, COPY_SYNTHESIS})
+"""Reference rows: they render the target, so their strength is scored against the target's own."""
 
 
 class EngineSystem:
@@ -56,7 +58,8 @@ class EngineSystem:
     def __getstate__(self) -> dict:
         return {"cfg": self.cfg, "_parts": None}  # ONNX Runtime sessions do not pickle: rebuilt on first use
 
-    def _ready(self):
+    def load(self):
+        """(converter, encoder), built on first use (sessions do not pickle: each worker builds its own)."""
         from engine.bank import EmotionEncoder
         from engine.pipeline import StreamingConverter
 
@@ -68,20 +71,20 @@ class EngineSystem:
     def _convert(self, source: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         from engine.cli_files import convert_array
 
-        converter, _ = self._ready()
+        converter, _ = self.load()
         converter.set_embedding(embedding, crossfade_blocks=0)
         converter.reset()
         return convert_array(converter, source).copy()
 
     def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
-        _, encoder = self._ready()
+        _, encoder = self.load()
         return self._convert(source, encoder.encode(reference).embedding)
 
     def sweep(self, source: np.ndarray, reference: np.ndarray, neutral: np.ndarray,
               strengths: tuple[float, ...]) -> list[np.ndarray]:
         """The source converted at each strength s: embedding e_n + s (e_ref - e_n), e_n the encoding of
         a Neutral utterance of the speaker (the strength knob of engine.pipeline.set_emotion)."""
-        _, encoder = self._ready()
+        _, encoder = self.load()
         e_ref, e_neutral = encoder.encode(reference).embedding, encoder.encode(neutral).embedding
         return [self._convert(source, (e_neutral + s * (e_ref - e_neutral)).astype(np.float32)) for s in strengths]
 
@@ -123,5 +126,7 @@ def build(cfg, model_dir: Path | None) -> tuple[dict[str, System], list[str]]:
     copy, note = copy_synthesis_system(model_dir)
     systems: dict[str, System] = {ORACLE: _oracle, **({COPY_SYNTHESIS: copy} if copy else {}), **BASELINES}
     # One intra-op thread: the benchmark runs one scoring worker per core.
-    systems[f"model ({model_dir.name})"] = EngineSystem(model_config(cfg, model_dir, threads=1))
+    model = EngineSystem(model_config(cfg, model_dir, threads=1))
+    model.load()  # a model the engine refuses fails here, not after minutes of evaluator fitting
+    systems[f"model ({model_dir.name})"] = model
     return systems, [note] if note else []
