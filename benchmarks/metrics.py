@@ -57,3 +57,13 @@ def f0_rmse_cents(a: Analysis, b: Analysis) -> float:
         return float("nan")
     diff = np.log(a.f0[i][both]) - np.log(b.f0[j][both])
     return float(CENTS_PER_LN * np.sqrt(np.mean(diff ** 2)))
+
+
+def voicing_agreement(a: Analysis, b: Analysis) -> float:
+    """Share of frames voiced (DIO) in both or in neither, over b's active span and the common
+    length: for time-aligned renderings (a conversion and its source), not a DTW path."""
+    span = b.active_span()
+    stop = min(span.stop, a.f0.size)
+    if stop <= span.start:
+        return float("nan")
+    return float(np.mean((a.f0[span.start:stop] > 0) == (b.f0[span.start:stop] > 0)))

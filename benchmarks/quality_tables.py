@@ -34,6 +34,7 @@ def summary(rows: list[dict]) -> dict:
            "emotion_accuracy": float(np.mean([r["predicted"] == r["emotion"] for r in rows])),
            "strength_rmse_sup": _rmse(rows, "strength_sup"), "strength_rmse_rank": _rmse(rows, "strength_rank"),
            "speaker_cos": _nanmean([r["speaker_cos"] for r in rows]),
+           "voicing_agreement": _nanmean([r.get("voicing_agreement", np.nan) for r in rows]),
            "f0_rmse_cents": _nanmean(f0), "f0_scored": int(np.isfinite(f0).sum()),
            "mos_n": int(np.isfinite([r["ovrl"] for r in rows]).sum())}
     out.update({k: _nanmean([r[k] for r in rows]) for k in MOS_KEYS})
@@ -106,7 +107,8 @@ def _f(value: float, fmt: str) -> str:
 def quality_table(results: dict, emotions: tuple[str, ...]) -> str:
     """Markdown: a row per (speaker group, emotion in `emotions`, system)."""
     header = ["speakers", "emotion", "system", "n", "MCD-DTW (dB) ↓", "emotion acc ↑", "strength RMSE sup ↓",
-              "strength RMSE rank ↓", "speaker cos ↑", "log-F0 RMSE (cents) ↓", "SIG ↑", "BAK ↑", "OVRL ↑",
+              "strength RMSE rank ↓", "speaker cos ↑", "log-F0 RMSE (cents) ↓", "V/UV agree ↑", "SIG ↑", "BAK ↑",
+              "OVRL ↑",
               "P.808 ↑", "MOS n"]
     rows = []
     groups = list(dict.fromkeys(g for by in results.values() for g in by))
@@ -119,7 +121,8 @@ def quality_table(results: dict, emotions: tuple[str, ...]) -> str:
                 rows.append([group, emotion, system, str(s["n"]), _f(s["mcd_db"], ".2f"),
                              _f(s["emotion_accuracy"], ".2f"), _f(s["strength_rmse_sup"], ".3f"),
                              _f(s["strength_rmse_rank"], ".3f"), _f(s["speaker_cos"], ".3f"),
-                             _f(s["f0_rmse_cents"], ".0f"), *(_f(s[k], ".2f") for k in MOS_KEYS), str(s["mos_n"])])
+                             _f(s["f0_rmse_cents"], ".0f"), _f(s["voicing_agreement"], ".3f"),
+                             *(_f(s[k], ".2f") for k in MOS_KEYS), str(s["mos_n"])])
     return markdown_table(header, rows)
 
 

@@ -14,12 +14,12 @@ import numpy as np
 
 from benchmarks import evaluators as ev
 from benchmarks.features import SR, analyse, utterance_features
-from benchmarks.metrics import f0_rmse_cents, mcd
+from benchmarks.metrics import f0_rmse_cents, mcd, voicing_agreement
 from benchmarks.naturalness import COLUMNS as MOS_COLUMNS
 from benchmarks.systems import RENDERS_TARGET
 from benchmarks.trials import Trial
 
-SCORING_VERSION = 2  # 2: reference rows scored against the target's own strength
+SCORING_VERSION = 3  # 2: reference rows scored against the target's own strength; 3: voicing agreement
 """Bump when a measurement changes: cached rows are keyed on it."""
 SWEEP_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
 
@@ -79,6 +79,7 @@ class _Fixed:
     renders the target (the target's own: the floor of the strength columns)."""
 
     target: object
+    source: object
     source_speaker: np.ndarray
     strength: dict[str, float]
 
@@ -94,19 +95,21 @@ def _fixed(w: _Worker, trial: Trial, audio: dict, names) -> _Fixed:
     strength = {"reference": _strength(w, trial.reference, audio["reference"])}
     if any(n in RENDERS_TARGET for n in names):
         strength["target"] = _strength(w, trial.target, audio["target"])
-    return _Fixed(analyse(audio["target"]), w.speaker.embed(audio["source"]), strength)
+    return _Fixed(analyse(audio["target"]), analyse(audio["source"]), w.speaker.embed(audio["source"]), strength)
 
 
 def measure(w: _Worker, converted: np.ndarray, trial: Trial, fixed: _Fixed, mos: bool, intent: str) -> dict:
     """One converted utterance's metrics against its trial, strength against fixed.strength[intent]
-    (DNSMOS columns nan unless mos)."""
+    (DNSMOS columns nan unless mos). Voicing agreement is with what the output is time-aligned
+    with: the source for a conversion, the target for a system that renders the target."""
     converted = np.nan_to_num(np.asarray(converted, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     analysis = analyse(converted)
     reading = w.evals.read(utterance_features(converted), trial.source.speaker, trial.emotion)
     row = {"mcd_db": mcd(analysis, fixed.target), "f0_rmse_cents": f0_rmse_cents(analysis, fixed.target),
            "predicted": str(reading["predicted"][0]), "strength_sup": float(reading["strength_sup"][0]),
            "strength_rank": float(reading["strength_rank"][0]), "strength_target": fixed.strength[intent],
-           "strength_of": intent, "speaker_cos": ev.cosine(w.speaker.embed(converted), fixed.source_speaker)}
+           "strength_of": intent, "speaker_cos": ev.cosine(w.speaker.embed(converted), fixed.source_speaker),
+           "voicing_agreement": voicing_agreement(analysis, fixed.target if intent == "target" else fixed.source)}
     row.update(w.dnsmos.score(converted) if mos else dict.fromkeys(MOS_COLUMNS, float("nan")))
     return row
 

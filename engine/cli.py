@@ -19,7 +19,7 @@ _REGISTRARS = ("engine.cli_files", "engine.cli_live", "training.cli", "training.
 
 _EXTRA_FOR = {"torch": "train", "onnx": "train", "espeakng_loader": "train",
               "sklearn": "bench", "matplotlib": "bench", "pyworld": "bench", "pysptk": "bench",
-              "resemblyzer": "bench", "webrtcvad": "bench"}
+              "resemblyzer": "bench", "webrtcvad": "bench", "speechmos": "bench", "requests": "bench"}
 """The optional package a handler may miss -> the pip extra that installs it (pyproject.toml)."""
 
 

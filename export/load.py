@@ -1,9 +1,9 @@
 """Checkpoints → the eval-mode networks that are exported, checked against each other.
 
 A Stage II checkpoint holds content_encoder, emotion_encoder, recognition and
-generator; a vocoder checkpoint holds the vocoder. Each network is rebuilt from the constructor arguments recorded in its
-own checkpoint's config and loaded with strict=True; every way this can fail is a
-one-line ModelError.
+generator; a vocoder checkpoint holds the vocoder. Each network is rebuilt from the
+constructor arguments recorded in its own checkpoint's config and loaded with
+strict=True; every way this can fail is a one-line ModelError.
 """
 
 from __future__ import annotations

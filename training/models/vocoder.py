@@ -35,7 +35,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from engine.signal import SignalSpec
 from training.models.causal_stack import CausalStack
