@@ -66,7 +66,7 @@ def summary(manifest: dict) -> list[str]:
              "max abs error, emotion encoder: " + ", ".join(f"{k} {enc[k]:.3g}" for k in
                                                             ("embedding", "probs", "strength", "cue"))]
     for name, v in manifest.get("variants", {}).items():
-        lines.append(f"variant {name}: speedup x{v['speedup']:.2f} vs fp32, max abs error {v['max_abs_err']:.3g}"
-                     + (f" ({v['note']})" if "note" in v else ""))
+        lines.append(f"variant {name}: speedup x{v['speedup']:.2f} vs fp32, max abs error of the frames "
+                     f"{v['max_abs_err']:.3g}" + (f" ({v['note']})" if "note" in v else ""))
     lines += manifest.get("variants_skipped", [])
     return lines

@@ -93,7 +93,10 @@ def make_groups(stage: str, models, cfg: StageConfig, device, ddp: bool) -> list
         objective = objective.to(device)
         params = [p for n in names for p in models[n].parameters()]
         if ddp:
-            objective = DistributedDataParallel(objective)
+            # The networks' buffers (lifter, DFT matrices, noise table) are fixed constants, equal on
+            # every rank: broadcasting them would make each forward a collective, which deadlocks
+            # when rank 0 validates alone.
+            objective = DistributedDataParallel(objective, broadcast_buffers=False)
         betas = (0.8, 0.99) if stage == "vocoder" else (0.9, 0.999)
         opt = torch.optim.AdamW(params, lr=cfg.lr, betas=betas)
         groups.append(Group(name, objective, params, weights, opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma)))

@@ -233,11 +233,17 @@ def test_convert_runs_the_bank_embedding_through_the_pipeline(registered, tmp_pa
 def test_convert_equals_the_offline_pytorch_render(tmp_path, capsys, monkeypatch):
     """Tiny random-weight checkpoints exported with 2-frame blocks: `evc register` then
     `evc convert` (block by block through ONNX Runtime) equals export.reference.render_offline
-    (whole utterance in PyTorch) with the bank's embedding, within 1e-4."""
+    (whole utterance in PyTorch) with the bank's embedding: the embedding within 1e-4, the
+    audio within export.verify's log-spectral tolerance. Not sample by sample: the vocoder's
+    excitation phase integrates the generator's F0, so last-bit differences of its log-F0
+    between ONNX Runtime and PyTorch shift later pulses by a fraction of a sample (about
+    3e-2 max abs here) without changing what is heard; export checks the frames themselves
+    to 1e-4."""
     pytest.importorskip("torch")
     reference = pytest.importorskip("export.reference")
     import engine.cli_files
     from export.model_dir import export_model
+    from export.verify import SPECTRAL_TOLERANCE_DB, log_spectral_distance_db
     from support.tiny_checkpoints import write_checkpoint
 
     stage2 = write_checkpoint(tmp_path / "stage2.pt", "stage2", seed=0)
@@ -261,5 +267,8 @@ def test_convert_equals_the_offline_pytorch_render(tmp_path, capsys, monkeypatch
     assert got.shape == (n,)
     offline = reference.render_offline(stage2, vocoder, samples, entry.embedding)
     assert offline.size == n - n % 160 and np.abs(offline).max() > 0.05
-    assert np.abs(got[: offline.size] - offline).max() < 1e-4
+    distance = log_spectral_distance_db(got[: offline.size], offline)
+    assert distance < SPECTRAL_TOLERANCE_DB, f"log-spectral distance {distance:.3g} dB"
+    # The distance is not blind: the same audio 1 dB louder is 1 dB away, 20 tolerances.
+    assert log_spectral_distance_db(1.122 * got[: offline.size], offline) == pytest.approx(1.0, abs=0.01)
     assert "running on CPUExecutionProvider" in capsys.readouterr().out

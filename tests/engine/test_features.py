@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from engine.features import StreamingLogMel, fft_tables, log_mel_block, log_mel_offline, rfft_into
+from engine.features import StreamingLogMel, fft_tables, irfft_into, log_mel_block, log_mel_offline, rfft_into
 from engine.signal import SignalSpec, analysis_window, mel_filterbank
 
 
@@ -54,6 +54,23 @@ def test_rfft_matches_numpy(n_fft: int) -> None:
     rfft_into(x, rev, tw_half, tw_full, np.empty(n_fft // 2, np.complex128), spectrum)
     expected = np.fft.rfft(x)
     assert np.abs(spectrum - expected).max() <= 1e-12 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("n_fft", [2, 8, 64, 1024, 4096])
+def test_irfft_matches_numpy_and_inverts_rfft(n_fft: int) -> None:
+    """Any one-sided spectrum whose DC and Nyquist bins are real (the spectra of real signals;
+    numpy drops their imaginary parts) comes back as numpy's irfft; rfft then irfft is x."""
+    rng = np.random.default_rng(n_fft)
+    rev, tw_half, tw_full = fft_tables(n_fft)
+    z, x = np.empty(n_fft // 2, np.complex128), np.empty(n_fft)
+    spectrum = rng.standard_normal(n_fft // 2 + 1) + 1j * rng.standard_normal(n_fft // 2 + 1)
+    spectrum[0], spectrum[-1] = spectrum[0].real, spectrum[-1].real
+    irfft_into(spectrum, rev, tw_half, tw_full, z, x)
+    expected = np.fft.irfft(spectrum, n_fft)
+    assert np.abs(x - expected).max() <= 1e-12 * np.abs(expected).max()
+    signal = rng.standard_normal(n_fft)
+    irfft_into(np.fft.rfft(signal), rev, tw_half, tw_full, z, x)
+    assert np.abs(x - signal).max() <= 1e-12 * np.abs(signal).max()
 
 
 @pytest.mark.parametrize("n_fft", [0, 1, 6, 1000])

@@ -12,6 +12,7 @@ from engine.bank import EmotionBank, EmotionEncoder
 from engine.errors import EVCError, ModelError
 from engine.features import log_mel_offline
 from engine.pipeline import TIMING_WINDOW, StreamingConverter
+from engine.pitch import pitch_offline
 from support.audio import speech_like
 from support.memory import assert_retains_nothing_per_block
 from support.toy_engine import reference_wav, toy_config
@@ -52,6 +53,30 @@ def test_process_equals_frontend_and_toy_reference(tmp_path, block_frames, embed
     # The toy sums 80-240 log-mels of about -10 in float32 inside ONNX Runtime and in numpy
     # in different orders: a few ulps of values up to ~20, hence the relative term.
     np.testing.assert_allclose(out, expected, rtol=2e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("block_frames", [1, 2])
+def test_the_step_is_fed_the_causal_pitch_of_the_stream(tmp_path, block_frames, embedding):
+    """The toy's formula ignores pitch, so read what the step was given: block by block the
+    bound pitch input is the causal tracker's features of the stream, and reset() restarts
+    the tracker (its register) with the rest."""
+    conv = StreamingConverter(toy_config(tmp_path, block_frames=block_frames), quiet=True)
+    conv.set_embedding(embedding)
+    audio, b = speech_like(1.0), conv.block_samples
+
+    def fed() -> np.ndarray:
+        blocks = []
+        for i in range(0, audio.size - b + 1, b):
+            conv.process(audio[i:i + b])
+            blocks.append(conv.runner.inputs["pitch"][0].copy())
+        return np.concatenate(blocks, axis=1)
+
+    first = fed()
+    expected = pitch_offline(audio, conv.spec)[:, : first.shape[1]]
+    assert expected[0].mean() > 0.2, "the stream must have voiced frames for the check to mean something"
+    np.testing.assert_array_equal(first, expected)
+    conv.reset()
+    np.testing.assert_array_equal(fed(), first)
 
 
 def test_output_is_one_reused_buffer(conv):

@@ -1,8 +1,5 @@
-"""Tiny random-weight checkpoints (training/configs/tiny.yaml) and their exports, built once.
-
-Weights are re-drawn at unit gain (support.tiny_checkpoints.audible): HiFi-GAN's 0.01
-init makes near-silence, against which a 1e-4 audio tolerance would prove nothing.
-"""
+"""Tiny random-weight checkpoints (support.tiny_checkpoints, training/configs/tiny.yaml) and
+their exports, built once per session."""
 
 from __future__ import annotations
 
@@ -12,17 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.signal import SignalSpec
-from support.tiny_checkpoints import audible
-from training.build import build_models
-from training.checkpoint import rng_state, save_checkpoint
-from training.config import load_train_config
-
-NETWORKS = {
-    "stage1": ("content_encoder", "emotion_encoder", "recognition", "generator", "adversary"),
-    "stage2": ("content_encoder", "emotion_encoder", "recognition", "generator"),
-    "vocoder": ("vocoder", "mpd", "msd"),
-}
+from support.tiny_checkpoints import write_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,27 +19,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def write_checkpoint(path: Path, stage: str, seed: int = 0, signal: dict | None = None) -> Path:
-    """A checkpoint of `stage` in training/loop.py's payload format, tiny networks, audible weights.
-
-    Unlike support.tiny_checkpoints, it also writes stage1 and takes a signal contract.
-    """
-    cfg, spec = load_train_config("tiny"), SignalSpec()
-    torch.manual_seed(seed)
-    models = {n: audible(m) for n, m in build_models(cfg.models, spec, NETWORKS[stage]).items()}
-    save_checkpoint(path, {
-        "stage": stage, "step": 1, "run_id": f"tiny-{stage}-{seed}", "config": cfg.to_dict(),
-        "signal": signal or spec.to_dict(), "rng": rng_state(),
-        "models": {n: m.state_dict() for n, m in models.items()}, "optimizers": {}, "schedulers": {}})
-    return path
-
-
-@pytest.fixture(scope="session", name="write_checkpoint")
-def write_checkpoint_fixture():
-    """write_checkpoint itself, for tests that need a checkpoint of their own."""
-    return write_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
-"""Tiny random-weight Stage II and vocoder checkpoints (training/configs/tiny.yaml), for
-end-to-end tests outside tests/export (whose conftest builds the same ones).
+"""Tiny random-weight checkpoints of every stage (training/configs/tiny.yaml) in
+training/loop.py's payload format, for end-to-end and export tests.
 
-Weights are re-drawn at unit gain: HiFi-GAN's 0.01 init makes near-silence, against
-which a 1e-4 audio tolerance would prove nothing. Needs torch.
+Weights are re-drawn at unit gain: small inits make near-silence, against which a 1e-4
+audio tolerance would prove nothing. Needs torch.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from engine.signal import SignalSpec
 from training.build import build_models
 from training.checkpoint import rng_state, save_checkpoint
 from training.config import load_train_config
+from training.loop import STAGE_NETWORKS
 
-NETWORKS = {
-    "stage2": ("content_encoder", "emotion_encoder", "recognition", "generator"),
-    "vocoder": ("vocoder", "mpd", "msd"),
-}
+SPEAKERS = ("0011", "0012")
+"""The training speakers the checkpoints record (export copies them into the manifest)."""
 
 
 def audible(model: nn.Module) -> nn.Module:
@@ -43,13 +42,16 @@ def audible(model: nn.Module) -> nn.Module:
     return model
 
 
-def write_checkpoint(path: Path, stage: str, seed: int = 0) -> Path:
-    """A `stage` ("stage2" or "vocoder") checkpoint in training/loop.py's payload format."""
+def write_checkpoint(path: Path, stage: str, seed: int = 0, signal: dict | None = None,
+                     speakers: tuple[str, ...] | None = SPEAKERS) -> Path:
+    """A `stage` ("stage1", "stage2" or "vocoder") checkpoint; signal: the contract it records
+    (default SignalSpec()'s); speakers None: a checkpoint from before training speakers were recorded."""
     cfg, spec = load_train_config("tiny"), SignalSpec()
     torch.manual_seed(seed)
-    models = {n: audible(m) for n, m in build_models(cfg.models, spec, NETWORKS[stage]).items()}
+    models = {n: audible(m) for n, m in build_models(cfg.models, spec, STAGE_NETWORKS[stage]).items()}
+    recorded = {} if speakers is None else {"speakers": list(speakers)}
     save_checkpoint(path, {
-        "stage": stage, "step": 1, "run_id": f"tiny-{stage}-{seed}", "config": cfg.to_dict(),
-        "signal": spec.to_dict(), "rng": rng_state(),
+        "stage": stage, "step": 1, "run_id": f"tiny-{stage}-{seed}", "config": cfg.to_dict(), **recorded,
+        "signal": signal or spec.to_dict(), "rng": rng_state(),
         "models": {n: m.state_dict() for n, m in models.items()}, "optimizers": {}, "schedulers": {}})
     return path

@@ -2,7 +2,10 @@
 
 The step graph is a tiny causal function with one state tensor, simple enough to
 compute in numpy:  audio[f] = mean_mels(mel[:, f]) + sum(emotion) + mean(state),
-repeated over the frame's hop samples; the new state is the last 3 mel frames.
+repeated over the frame's hop samples; the new state is the last 3 mel frames. Its inputs
+are the real step graph's (engine.manifest.STEP_INPUTS): the pitch block (1, 4, N) is
+declared, so the engine binds and feeds it, but the formula ignores it. The encoder graph
+likewise takes the reference pitch (1, 2, T) and ignores it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from engine.manifest import FORMAT, sha256_file
+from engine.pitch import N_FEATURES
 from engine.signal import EMOTIONS, SignalSpec
 
 STATE_FRAMES = 3
@@ -42,7 +46,9 @@ def _step_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
              c("shape", TensorProto.INT64, [2], [1, n * hop])]
     graph = helper.make_graph(
         nodes, "toy_step",
-        [helper.make_tensor_value_info("mel", f, [1, m, n]), helper.make_tensor_value_info("emotion", f, [1, dim]),
+        [helper.make_tensor_value_info("mel", f, [1, m, n]),
+         helper.make_tensor_value_info("pitch", f, [1, N_FEATURES, n]),
+         helper.make_tensor_value_info("emotion", f, [1, dim]),
          helper.make_tensor_value_info("state", f, [1, m, STATE_FRAMES])],
         [helper.make_tensor_value_info("audio", f, [1, n * hop]),
          helper.make_tensor_value_info("state_next", f, [1, m, STATE_FRAMES])], inits)
@@ -66,7 +72,8 @@ def _encoder_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
              c("sax", TensorProto.INT64, [1], [1]), c("probs_c", f, [1, k], [1.0 / k] * k),
              c("strength_c", f, [1], [0.5])]
     graph = helper.make_graph(
-        nodes, "toy_encoder", [helper.make_tensor_value_info("mel", f, [1, spec.n_mels, "T"])],
+        nodes, "toy_encoder", [helper.make_tensor_value_info("mel", f, [1, spec.n_mels, "T"]),
+                               helper.make_tensor_value_info("pitch", f, [1, 2, "T"])],
         [helper.make_tensor_value_info("embedding", f, [1, dim]), helper.make_tensor_value_info("probs", f, [1, k]),
          helper.make_tensor_value_info("strength", f, [1]), helper.make_tensor_value_info("cue", f, [1, "T"])],
         inits)

@@ -8,6 +8,7 @@ import torch
 from training.losses import emotion_ce
 from training.models.adversary import ContentEmotionClassifier, grad_reverse
 from training.models.emotion_encoder import EmotionEncoder
+from training.models.frames import lifter_matrix
 from training.models.recognition import EmotionOutput, Recognition
 
 N_MELS, DIM, K = 80, 16, 5
@@ -28,10 +29,23 @@ def padded_batch(lengths: list[int], fill: float = 7.0, seed: int = 1) -> torch.
     return mel
 
 
+def padded_pitch(lengths: list[int], fill: float = 7.0, seed: int = 2) -> torch.Tensor:
+    """Random pitch rows (B, 2, max(lengths)), [natural-log F0 around 150 Hz, voicing in {0, 1}],
+    whose frames beyond each length hold `fill`."""
+    g = torch.Generator().manual_seed(seed)
+    B, T = len(lengths), max(lengths)
+    lf0 = 5.0 + 0.2 * torch.randn(B, 1, T, generator=g)
+    voiced = (torch.rand(B, 1, T, generator=g) < 0.6).float()
+    pitch = torch.cat([lf0, voiced], dim=1)
+    for b, n in enumerate(lengths):
+        pitch[b, :, n:] = fill
+    return pitch
+
+
 def test_encoder_shapes_and_zero_padding(nets):
     ee, _ = nets
     mel, lengths = padded_batch([37, 50, 12]), torch.tensor([37, 50, 12])
-    F = ee(mel, lengths)
+    F = ee(mel, padded_pitch([37, 50, 12]), lengths)
     assert F.shape == (3, DIM, 50)
     assert F[0, :, 37:].abs().max() == 0 and F[2, :, 12:].abs().max() == 0
     assert F[0, :, :37].abs().mean() > 0.1
@@ -39,27 +53,42 @@ def test_encoder_shapes_and_zero_padding(nets):
 
 def test_encoder_is_local_with_the_stated_receptive_field(nets):
     """Frame t depends on frames t ± (kernel_size − 1)·2^n_layers / 2 only (±8 for kernel 5, 2 layers):
-    the cue can only localise emotion if silent frames cannot borrow other frames' evidence."""
+    the cue can only localise emotion if silent frames cannot borrow other frames' evidence.
+    The same holds for the pitch rows."""
     ee, _ = nets
-    mel = padded_batch([60])
-    moved = mel.clone()
-    moved[0, :, 30] += 3.0
+    mel, pitch = padded_batch([60]), padded_pitch([60])
+    for moved in ("mel", "pitch"):
+        inputs = {"mel": mel.clone(), "pitch": pitch.clone()}
+        inputs[moved][0, :, 30] += 3.0
+        with torch.no_grad():
+            diff = (ee(inputs["mel"], inputs["pitch"]) - ee(mel, pitch)).abs().amax(dim=(0, 1))
+        changed = torch.nonzero(diff > 0).flatten()
+        assert changed.min() == 30 - 8 and changed.max() == 30 + 8, moved
+
+
+def test_encoder_reads_the_log_mel_through_the_lifter(nets):
+    """What the lifter drops (the harmonic ripple: quefrencies past LIFTER_KEEP) changes
+    nothing: pitch reaches Ee through its own rows only."""
+    ee, _ = nets
+    mel, pitch = padded_batch([40]), padded_pitch([40])
+    projection = torch.from_numpy(lifter_matrix(N_MELS))
+    ripple = torch.randn(1, N_MELS, 40) * 3.0
+    dropped = ripple - torch.matmul(projection, ripple)  # the part the lifter removes
     with torch.no_grad():
-        diff = (ee(moved) - ee(mel)).abs().amax(dim=(0, 1))
-    changed = torch.nonzero(diff > 0).flatten()
-    assert changed.min() == 30 - 8 and changed.max() == 30 + 8
+        assert (ee(mel + dropped, pitch) - ee(mel, pitch)).abs().max() < 1e-4
+        assert (ee(mel + ripple, pitch) - ee(mel, pitch)).abs().max() > 0.1
 
 
 def test_padding_changes_nothing(nets):
     """Each item of a padded batch gives the features and outputs of the same item alone, unpadded."""
     ee, rec = nets
     lens = [37, 50, 12]
-    mel, lengths = padded_batch(lens), torch.tensor(lens)
+    mel, pitch, lengths = padded_batch(lens), padded_pitch(lens), torch.tensor(lens)
     with torch.no_grad():
-        F = ee(mel, lengths)
+        F = ee(mel, pitch, lengths)
         out = rec(F, lengths)
         for b, n in enumerate(lens):
-            F1 = ee(mel[b:b + 1, :, :n])
+            F1 = ee(mel[b:b + 1, :, :n], pitch[b:b + 1, :, :n])
             one = rec(F1)
             assert (F[b:b + 1, :, :n] - F1).abs().max() < 1e-5
             for name in ("embedding", "logits", "strength"):
@@ -127,9 +156,9 @@ def test_rejects_bad_arguments():
 
 def test_bfloat16_autocast_keeps_a_float32_cue(nets):
     ee, rec = nets
-    mel, lengths = padded_batch([30, 20]), torch.tensor([30, 20])
+    mel, pitch, lengths = padded_batch([30, 20]), padded_pitch([30, 20]), torch.tensor([30, 20])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = rec(ee(mel, lengths), lengths)
+        out = rec(ee(mel, pitch, lengths), lengths)
     assert out.cue.dtype == torch.float32
     assert torch.allclose(out.cue.sum(-1), torch.ones(2), atol=1e-5)
     assert torch.isfinite(out.embedding.float()).all() and torch.isfinite(out.logits.float()).all()
@@ -208,8 +237,8 @@ class EmotionGraph(torch.nn.Module):
         super().__init__()
         self.ee, self.rec = ee, rec
 
-    def forward(self, mel: torch.Tensor):
-        return tuple(self.rec(self.ee(mel)))
+    def forward(self, mel: torch.Tensor, pitch: torch.Tensor):
+        return tuple(self.rec(self.ee(mel, pitch)))
 
 
 @pytest.mark.slow
@@ -218,15 +247,16 @@ def test_encoder_and_recognition_export_to_onnx_with_dynamic_length(nets, tmp_pa
     pytest.importorskip("onnxscript")
     graph = EmotionGraph(*nets).eval()
     path = tmp_path / "ee.onnx"
-    torch.onnx.export(graph, (padded_batch([60]),), str(path), input_names=["mel"],
-                      output_names=list(EmotionOutput._fields),
-                      dynamic_shapes=({2: torch.export.Dim("T", min=1, max=100_000)},), verbose=False)
+    frames = torch.export.Dim("T", min=1, max=100_000)
+    torch.onnx.export(graph, (padded_batch([60]), padded_pitch([60])), str(path), input_names=["mel", "pitch"],
+                      output_names=list(EmotionOutput._fields), dynamic_shapes=({2: frames}, {2: frames}),
+                      verbose=False)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for T in (1, 23, 97):
-        mel = padded_batch([T], seed=T)
-        got = sess.run(None, {"mel": mel.numpy()})
+        mel, pitch = padded_batch([T], seed=T), padded_pitch([T], seed=T)
+        got = sess.run(None, {"mel": mel.numpy(), "pitch": pitch.numpy()})
         with torch.no_grad():
-            want = graph(mel)
+            want = graph(mel, pitch)
         for name, g, w in zip(EmotionOutput._fields, got, want):
             assert g.shape == tuple(w.shape), name
             assert abs(g - w.numpy()).max() < 1e-5, name

@@ -9,6 +9,7 @@ import torch
 
 from training import losses as L
 from training.models.recognition import Recognition
+from training.models.vocoder import SourceFilter
 
 
 def test_mel_l1_is_the_mean_over_bins_and_valid_frames():
@@ -137,28 +138,42 @@ def test_multi_resolution_stft():
     assert float(L.multi_resolution_stft(short, 2 * short)) == pytest.approx(0.5 + math.log(2), rel=1e-4)
 
 
-def test_lsgan_losses():
-    assert float(L.lsgan_discriminator([torch.ones(3)], [torch.zeros(3)])) == 0.0
-    # Σ over discriminators: (1 + 1) + (0.25 + 0.25)
-    got = L.lsgan_discriminator([torch.zeros(3), torch.full((2, 2), 0.5)], [torch.ones(2), torch.full((5,), 0.5)])
-    assert float(got) == pytest.approx(2.5)
-    assert float(L.lsgan_generator([torch.ones(4)])) == 0.0
-    assert float(L.lsgan_generator([torch.zeros(4), torch.full((2,), 3.0)])) == pytest.approx(1 + 4)
-    with pytest.raises(ValueError):
-        L.lsgan_discriminator([torch.ones(1)], [])
+def test_lf0_l1_averages_over_voiced_valid_frames():
+    """Unvoiced frames have no F0 to learn (their target only holds the last value)."""
+    pred = torch.zeros(2, 1, 4)
+    target = torch.tensor([[[1.0, 2.0, 3.0, 100.0]], [[-1.0, -1.0, 5.0, 5.0]]])
+    voiced = torch.tensor([[[1.0, 1.0, 0.0, 1.0]], [[1.0, 0.0, 1.0, 1.0]]])
+    # item 0: frames 0, 1 (frame 2 unvoiced, frame 3 padding) = 1 + 2; item 1: frames 0, 2, 3 = 1 + 5 + 5
+    assert float(L.lf0_l1(pred, target, voiced, torch.tensor([3, 4]))) == pytest.approx(14 / 5)
+    assert float(L.lf0_l1(pred, target, torch.zeros_like(voiced))) == 0.0  # nothing voiced: no loss, no NaN
 
 
-def test_feature_matching():
-    feats = [[torch.randn(2, 3), torch.randn(4)], [torch.randn(5)]]
-    assert float(L.feature_matching(feats, feats)) == 0.0
-    real = [[torch.zeros(2, 3, requires_grad=True), torch.ones(4)]]
-    fake = [[torch.ones(2, 3, requires_grad=True), torch.full((4,), 3.0)]]
-    loss = L.feature_matching(real, fake)
-    assert loss.item() == pytest.approx(1 + 2)
-    loss.backward()
-    assert real[0][0].grad is None and fake[0][0].grad is not None
-    with pytest.raises(ValueError):
-        L.feature_matching(real, [fake[0][:1]])
+def test_voicing_bce_is_the_binary_cross_entropy_over_valid_frames():
+    logits = torch.tensor([[[0.0, math.log(3.0), -math.log(3.0), 100.0]]])
+    target = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+    # ln 2 at logit 0; -ln sigmoid(ln 3) = -ln(1 - sigmoid(-ln 3)) = -ln 0.75; frame 3 is padding
+    want = (math.log(2.0) - 2 * math.log(0.75)) / 3
+    assert float(L.voicing_bce(logits, target, torch.tensor([3]))) == pytest.approx(want, rel=1e-6)
+
+
+def test_envelope_l1_is_the_mean_log_amplitude_difference_over_filters_bins_and_valid_frames():
+    basis = torch.tensor([[1.0, 1.0, 1.0], [2.0, 0.0, -2.0]])  # order 2 -> 3 bins
+    pred = torch.zeros(1, 4, 2)  # two filters of order 2, two frames
+    target = torch.tensor([[1.0, 0.0, 0.0, 0.5], [50.0, 50.0, 50.0, 50.0]]).T[None]  # frame 1 is padding
+    # harmonic: |[-1, 0] @ basis| = [1, 1, 1]; noise: |[0, -0.5] @ basis| = [1, 0, 1] -> 5 / 6
+    assert float(L.envelope_l1(pred, target, basis, torch.tensor([1]))) == pytest.approx(5 / 6)
+
+
+def test_envelope_l1_of_a_gain_difference_is_that_gain():
+    """With the synthesiser's own basis, c_0 is the log gain of every bin: cepstra that differ
+    by d in c_0 alone are d apart (in nepers) whatever the rest of the envelope."""
+    basis = SourceFilter(order=16).ceps_cos
+    torch.manual_seed(0)
+    target = torch.randn(2, 32, 5)
+    pred = target.clone()
+    pred[:, 0] += 0.3
+    pred[:, 16] -= 0.3
+    assert float(L.envelope_l1(pred, target, basis)) == pytest.approx(0.3, rel=1e-5)
 
 
 def test_weighted_sum():

@@ -17,15 +17,16 @@ import numpy as np
 import pytest
 import torch
 
+import training.loop
 from engine.errors import ConfigError, ModelError
 from engine.signal import SignalSpec
 from training.build import build_models
 from training.checkpoint import load_checkpoint, load_weights
 from training.config import config_from_dict, load_train_config
 from training.data.batches import VALIDATION, MelCorpus, draw_batch
-from training.loop import STAGE_NETWORKS, train
+from training.loop import STAGE_NETWORKS, train, training_speakers
 from training.metrics import conversion_accuracy, emotion_accuracy, strength_order
-from training.stages import Stage2, VocoderGenerator
+from training.stages import Stage2, Vocoder
 
 pytestmark = pytest.mark.slow
 
@@ -57,10 +58,18 @@ def cfg():
     return load_train_config("tiny")
 
 
+STAGE1_STEPS = 600
+"""Twice tiny.yaml's 300: Ee reads the log-mel through the cepstral lifter, so the pitch that
+the harmonics spread over 80 bands reaches it only through 2 pitch rows, and recognition
+learns slower. Held-out emotion accuracy on this corpus: 0.225 after 300 steps (0.525 before
+the lifter), 0.6 after 600."""
+
+
 @pytest.fixture(scope="module")
 def runs(tiny_corpus, cfg, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    s1 = train("stage1", cfg, tiny_corpus, root / "s1", progress=False)
+    s1 = train("stage1", _short(cfg, "stage1", STAGE1_STEPS, cfg.ckpt_every, log_every=cfg.log_every), tiny_corpus,
+               root / "s1", progress=False)
     s2 = train("stage2", cfg, tiny_corpus, root / "s2", init=s1["checkpoint"], progress=False)
     return root, s1, s2
 
@@ -110,9 +119,9 @@ def test_stage2_requires_a_stage1_checkpoint(tiny_corpus, cfg, runs, tmp_path):
         train("stage2", cfg, tiny_corpus, tmp_path / "x", init=runs[2]["checkpoint"], progress=False)
 
 
-def _short(cfg, stage, steps, every):
+def _short(cfg, stage, steps, every, log_every=1):
     stages = {**cfg.stages, stage: dataclasses.replace(cfg.stages[stage], steps=steps)}
-    return dataclasses.replace(cfg, stages=stages, ckpt_every=every, log_every=1)
+    return dataclasses.replace(cfg, stages=stages, ckpt_every=every, log_every=log_every)
 
 
 def test_resume_is_exact(tiny_corpus, cfg, tmp_path):
@@ -128,20 +137,41 @@ def test_resume_is_exact(tiny_corpus, cfg, tmp_path):
 
 
 @torch.no_grad()
-def _vocoder_mel_loss(models, batch) -> float:
-    return float(VocoderGenerator(models, SignalSpec())(batch)["mel"])
+def _vocoder_losses(models, batch) -> dict[str, float]:
+    torch.manual_seed(0)  # the objective draws the noise table's start positions
+    return {k: float(v) for k, v in Vocoder(models)(batch).items()}
 
 
-def test_vocoder_stage_learns(tiny_corpus, held_out, cfg, tmp_path):
-    """Mel L1 of the vocoder's audio on a fixed held-out batch, at initialisation and after training."""
+def test_vocoder_stage_learns(tiny_corpus, cfg, tmp_path):
+    """The vocoder objective (WORLD-envelope L1 of its filters, multi-resolution STFT of its
+    audio) on a fixed held-out batch, at initialisation and after the tiny config's 120 steps
+    on 80 training utterances (the envelope analyses cost 0.3 s each)."""
+    order = cfg.models["vocoder"]["order"]
+    held_out = MelCorpus(tiny_corpus, SignalSpec(), "test", envelope_order=order, limit=16)
     batch = draw_batch(held_out, 8, 24, seed=1, step=0, stream=VALIDATION)
+    assert batch.envelope.shape == (8, 2 * order, 24)
     torch.manual_seed(cfg.seed)  # the trainer's initial weights: same seed, same construction order
     initial = build_models(cfg.models, SignalSpec(), STAGE_NETWORKS["vocoder"])
-    result = train("vocoder", cfg, tiny_corpus, tmp_path, progress=False)
+    stage = dataclasses.replace(cfg.stages["vocoder"], max_utterances=80)
+    result = train("vocoder", dataclasses.replace(cfg, stages={"vocoder": stage}), tiny_corpus, tmp_path,
+                   progress=False)
     trained = _models(result["checkpoint"], "vocoder")
-    before, after = _vocoder_mel_loss(initial, batch), _vocoder_mel_loss(trained, batch)
-    assert after < 0.8 * before, f"held-out mel L1 {before:.2f} -> {after:.2f}"
-    assert set(load_checkpoint(result["checkpoint"], "vocoder")["models"]) == {"vocoder", "mpd", "msd"}
+    before, after = _vocoder_losses(initial, batch), _vocoder_losses(trained, batch)
+    assert set(before) == {"env", "stft"}
+    assert after["env"] < 0.7 * before["env"], f"held-out envelope L1 {before['env']:.2f} -> {after['env']:.2f}"
+    assert after["stft"] < 0.9 * before["stft"], f"held-out STFT loss {before['stft']:.2f} -> {after['stft']:.2f}"
+    assert set(load_checkpoint(result["checkpoint"], "vocoder")["models"]) == {"vocoder"}
+
+
+@torch.no_grad()
+def test_vocoder_objective_without_stft_weight_skips_the_synthesis(held_out):
+    """weights {env} alone: "stft" is reported as 0 and the audio is never rendered."""
+    torch.manual_seed(0)
+    models = build_models(load_train_config("tiny").models, SignalSpec(), ("vocoder",))
+    batch = draw_batch(held_out, 2, 24, seed=1, step=0, stream=VALIDATION)
+    batch.envelope = torch.zeros(2, 2 * models["vocoder"].synth.order, 24)  # held_out has no envelope targets
+    losses = Vocoder(models, spectral=False)(batch)
+    assert float(losses["stft"]) == 0.0 and float(losses["env"]) > 0.0
 
 
 def test_truncated_checkpoint_is_one_line_error(runs, tmp_path):
@@ -166,27 +196,48 @@ def test_data_parallel_on_two_gloo_processes(tiny_corpus, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["last.pt", "stage1.pt"]
 
 
-def test_vocoder_warm_up_trains_the_generator_alone_until_adv_start(tiny_corpus, cfg, tmp_path):
-    """Before adv_start the discriminators neither train nor cost anything; after it they join."""
-    def run(steps: int) -> dict:
-        stage = dataclasses.replace(cfg.stages["vocoder"], steps=steps, adv_start=6)
-        short = dataclasses.replace(cfg, stages={"vocoder": stage}, log_every=1, val_every=100)
-        return load_checkpoint(train("vocoder", short, tiny_corpus, tmp_path, progress=False)["checkpoint"])
+def test_checkpoints_record_the_training_speakers_and_exclude_speakers_are_never_loaded(tiny_corpus, cfg, tmp_path,
+                                                                                       monkeypatch):
+    """exclude_speakers holds speakers out (the benchmark's unseen voices): no corpus the
+    trainer loads (train and evaluation splits) holds them, and the checkpoint's "speakers"
+    (which export copies into the manifest) lists the others."""
+    all_speakers = sorted({u.speaker for u in MelCorpus(tiny_corpus, SignalSpec(), "evaluation").utts})
+    assert len(all_speakers) == 4
+    held = all_speakers[-1]
+    loaded = []
 
-    torch.manual_seed(cfg.seed)  # the trainer's initial weights: same seed, same construction order
-    initial = {n: m.state_dict() for n, m in build_models(cfg.models, SignalSpec(), ("vocoder", "mpd", "msd")).items()}
-    at5, at10 = run(5)["models"], run(10)["models"]  # the second run resumes the first
-    adv = _losses(tmp_path, "adv")
-    assert adv[:6] == [0.0] * 6 and all(a > 0 for a in adv[6:]), adv
-    assert len(_losses(tmp_path, "d_mpd")) == 4
-    assert not all(torch.equal(v, initial["vocoder"][k]) for k, v in at5["vocoder"].items())
-    for disc in ("mpd", "msd"):
-        assert all(torch.equal(v, initial[disc][k]) for k, v in at5[disc].items()), f"{disc} trained in the warm-up"
-        assert not all(torch.equal(v, initial[disc][k]) for k, v in at10[disc].items()), f"{disc} never trained"
+    class Recorded(MelCorpus):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            loaded.append(self)
+
+    monkeypatch.setattr(training.loop, "MelCorpus", Recorded)
+    short = dataclasses.replace(_short(cfg, "stage1", 2, 100), exclude_speakers=(held,))
+    assert training_speakers(tiny_corpus, short) == all_speakers[:-1]
+    result = train("stage1", short, tiny_corpus, tmp_path, progress=False)
+    assert len(loaded) == 2 and all(len(c) > 0 for c in loaded)
+    assert [sorted({u.speaker for u in c.utts}) for c in loaded] == [all_speakers[:-1]] * 2
+    assert result["speakers"] == all_speakers[:-1]
+    assert load_checkpoint(result["checkpoint"], "stage1")["speakers"] == all_speakers[:-1]
 
 
-def test_negative_adv_start_is_a_config_error(cfg):
+def test_training_speakers_are_the_configured_ones_minus_the_excluded(tiny_corpus, cfg):
+    """Speakers may be written 19, "19" or "0019"; unknown names select nothing."""
+    chosen = config_from_dict({**cfg.to_dict(), "speakers": [11, "12", "0013"], "exclude_speakers": ["12"]})
+    assert chosen.speakers == ("0011", "0012", "0013") and chosen.exclude_speakers == ("0012",)
+    assert training_speakers(tiny_corpus, chosen) == ["0011", "0013"]
+    assert training_speakers(tiny_corpus, dataclasses.replace(cfg, exclude_speakers=("0099",))) == \
+        ["0011", "0012", "0013", "0014"]
+
+
+def test_excluding_every_speaker_is_a_config_error(tiny_corpus, cfg, tmp_path):
+    short = dataclasses.replace(_short(cfg, "stage1", 2, 100), exclude_speakers=("0011", "0012", "0013", "0014"))
+    with pytest.raises(ConfigError, match="no train utterance of the training speakers"):
+        train("stage1", short, tiny_corpus, tmp_path, progress=False)
+
+
+def test_non_positive_max_utterances_is_a_config_error(cfg):
     data = cfg.to_dict()
-    data["stages"]["vocoder"]["adv_start"] = -1
-    with pytest.raises(ConfigError, match=r"stages\.vocoder\.adv_start"):
+    data["stages"]["vocoder"]["max_utterances"] = 0
+    with pytest.raises(ConfigError, match=r"stages\.vocoder\.max_utterances"):
         config_from_dict(data)

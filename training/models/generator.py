@@ -7,9 +7,17 @@ engine may switch or crossfade it between blocks.
 
 Pitch. The generator reads the engine tracker's features (engine/pitch.py) as the
 contour's shape and the speaker's register: z = (lf0 - reg_mean) / reg_std, voicing, and
-the register itself; it predicts log-F0 as reg_mean plus a residual. So the register
-(the speaker's identity) comes from the source, while level shift, range and shape of the
-contour are the emotion's to set. Output rows (``Generator.forward``)::
+the register itself. Its log-F0 is the source's contour moved by the emotion, plus a
+residual from the network::
+
+    lf0 = reg_mean + shift(e) + exp(log_scale(e)) * reg_std * z + residual
+
+shift and log_scale are a linear map of the embedding (zero at initialisation: the source's
+pitch passes through), so an emotion's pitch level and range are one direct step from the
+embedding, and linear in the strength knob (engine.pipeline: e_neutral + s (e_ref -
+e_neutral)). The register (the speaker's identity) comes from the source. At step 1200 of
+Stage I without this path, conversions to Surprise raised the pitch by 15 cents where the
+targets are 490 cents higher. Output rows (``Generator.forward``)::
 
     [0, n_mels)   liftered log-mel (training/models/frames.py)
     n_mels        natural-log F0 in Hz
@@ -94,17 +102,25 @@ class Generator(StreamingModule):
         self.norm = FrameLayerNorm(channels)
         self.proj = nn.Conv1d(channels, n_mels + 2, 1)
         self.lifter = MelLifter(n_mels)
+        self.pitch_film = nn.Linear(emotion_dim, 2)  # (log_scale, shift) of the contour, see the module docstring
+        nn.init.zeros_(self.pitch_film.weight)
+        nn.init.zeros_(self.pitch_film.bias)
+
+    @staticmethod
+    def _z(pitch: Tensor) -> Tensor:
+        return ((pitch[:, 1:2] - pitch[:, 2:3]) / pitch[:, 3:4]).clamp(-Z_LIMIT, Z_LIMIT)
 
     def _inputs(self, content: Tensor, pitch: Tensor) -> Tensor:
         """content (B, C, T) and the pitch condition: z, voicing, normalised register mean, log spread."""
-        voiced, lf0, mean, std = pitch[:, 0:1], pitch[:, 1:2], pitch[:, 2:3], pitch[:, 3:4]
-        z = ((lf0 - mean) / std).clamp(-Z_LIMIT, Z_LIMIT)
-        return torch.cat([content, z, voiced, normalised_lf0(mean), torch.log(std / LF0_SCALE)], dim=1)
+        voiced, mean, std = pitch[:, 0:1], pitch[:, 2:3], pitch[:, 3:4]
+        return torch.cat([content, self._z(pitch), voiced, normalised_lf0(mean), torch.log(std / LF0_SCALE)], dim=1)
 
-    def _head(self, x: Tensor, pitch: Tensor) -> Tensor:
+    def _head(self, x: Tensor, pitch: Tensor, emotion: Tensor) -> Tensor:
         out = self.proj(F.leaky_relu(self.norm(x), LRELU_SLOPE))
         n = self.n_mels
-        lf0 = pitch[:, 2:3] + LF0_SCALE * out[:, n:n + 1]
+        log_scale, shift = film_params(self.pitch_film, emotion)
+        contour = torch.exp(log_scale) * pitch[:, 3:4] * self._z(pitch)
+        lf0 = pitch[:, 2:3] + LF0_SCALE * shift + contour + LF0_SCALE * out[:, n:n + 1]
         return torch.cat([self.lifter(out[:, :n]), lf0, out[:, n + 1:]], dim=1)
 
     def forward(self, content: Tensor, pitch: Tensor, emotion: Tensor) -> Tensor:
@@ -112,7 +128,7 @@ class Generator(StreamingModule):
         x = self.conv_pre(self._inputs(content, pitch))
         for block in self.blocks:
             x = block(x, emotion)
-        return self._head(x, pitch)
+        return self._head(x, pitch, emotion)
 
     def step(self, content: Tensor, pitch: Tensor, emotion: Tensor, state: State) -> tuple[Tensor, State]:
         """content: (B, content_dim, t), pitch: (B, 4, t), emotion: (B, D) -> (B, n_mels + 2, t), new state."""
@@ -121,7 +137,7 @@ class Generator(StreamingModule):
         for block, s in zip(self.blocks, s_blocks):
             x, s = block.step(x, emotion, s)
             new_state = new_state + s
-        return self._head(x, pitch), new_state
+        return self._head(x, pitch, emotion), new_state
 
 
 def split_frames(frames: Tensor, n_mels: int) -> tuple[Tensor, Tensor, Tensor]:
