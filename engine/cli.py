@@ -18,7 +18,7 @@ _REGISTRARS = ("engine.cli_files", "engine.cli_live", "training.cli", "training.
                "benchmarks.cli")
 
 _EXTRA_FOR = {"torch": "train", "onnx": "train", "espeakng_loader": "train",
-              "sklearn": "bench", "matplotlib": "bench", "pyworld": "bench", "pysptk": "bench",
+              "sklearn": "bench", "matplotlib": "bench", "pyworld": "train", "pysptk": "bench",
               "resemblyzer": "bench", "webrtcvad": "bench", "speechmos": "bench", "requests": "bench"}
 """The optional package a handler may miss -> the pip extra that installs it (pyproject.toml)."""
 

@@ -8,18 +8,21 @@ Per frame k of the log-mel (hop k spans samples [k*hop, (k+1)*hop)):
 * envelope targets (2 * order, T): the vocoder's two filters as real cepstra, from WORLD's
   CheapTrick envelope and D4C aperiodicity at the centre of hop k: harmonic
   ``sqrt(sp (1 - a^2))`` and noise ``sqrt(sp) a`` with ``a = APERIODICITY_SCALE * ap`` in voiced
-  frames, noise ``sqrt(sp)`` alone in unvoiced ones. Rendering these through the vocoder's
-  synthesiser (no network) scored MCD 3.40 dB against natural test speech, WORLD's own
-  synthesis 3.30: that is this synthesiser's floor. With D4C's aperiodicity unscaled it
-  scored 4.57 (its noise then fills the bands between the harmonics that CheapTrick reads).
+  frames, noise ``sqrt(sp)`` alone in unvoiced ones. Rendered through the vocoder's
+  synthesiser (no network) on 10 test utterances, against the natural audio: MCD median
+  3.21 dB with D4C's aperiodicity as it is, 2.96 at half of it, 2.84 at a quarter; DNSMOS
+  OVRL 2.69, 2.68, 2.67 (natural 2.55). Half keeps most of the MCD gain while voiced
+  frames keep some noise in their upper bands (`python -m training.recipes.copy_synthesis
+  CORPUS --floor` measures it).
 
 With a lookahead of L frames (SignalSpec.lookahead_frames) the model's frame k renders hop
 k - L, so its targets are the analyses of frame k - L (`delayed`). Log-mel frame k is
 centred 10 ms before the start of hop k: with L = 0 the vocoder must forecast its filters
 24 ms past that centre, with L = 1 8 ms past it, with L = 2 8 ms before it. Measured on
 the vocoder alone (envelope supervision, 1600 utterances, copy-synthesis MCD on 10 test
-utterances): L = 0 4.99 dB after 2961 steps, L = 2 4.21 dB after 2941, L = 1 4.27 dB
-after 2474 and 4.08 after 5000. L = 1 keeps most of the gain for 10 ms of latency.
+utterances; those runs rendered the harmonic branch only, a bug since fixed dropped the
+noise): L = 0 4.99 dB after 2961 steps, L = 2 4.21 dB after 2941, L = 1 4.27 dB after 2474
+and 4.08 after 5000. L = 1 keeps most of the gain for 10 ms of latency.
 
 Both are non-causal analyses (they read future samples), which is fine for targets. They
 cost about 0.1 s (pitch) and 0.3 s (envelope) per utterance on one core, so they are
