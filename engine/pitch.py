@@ -169,6 +169,26 @@ def pitch_frames(audio, n, hop, offset, sample_rate, threshold, state, work, out
         out[3, i] = max(np.sqrt(reg[1]), MIN_STD)
 
 
+@njit(cache=True)
+def _registers(voiced, lf0, out):
+    """out (2, T) := the running register (mean, std) the tracker reports for a contour lf0 (T,)
+    with voicing (T,), from the prior: pitch_frames' rows 2 and 3 for that contour."""
+    reg = np.array([PRIOR_LF0, PRIOR_STD ** 2, 0.0])
+    for k in range(lf0.size):
+        if voiced[k] > 0:
+            _register(lf0[k], reg)
+        out[0, k] = reg[0]
+        out[1, k] = max(np.sqrt(reg[1]), MIN_STD)
+
+
+def running_register(voiced: np.ndarray, lf0: np.ndarray) -> np.ndarray:
+    """The register rows (reg_mean, reg_std) (2, T) float32 the tracker would report for the
+    voiced log-F0 contour lf0 (T,): the same prior, weights and memory as pitch_frames."""
+    out = np.zeros((2, lf0.size), np.float32)
+    _registers(np.asarray(voiced, np.float64), np.asarray(lf0, np.float64), out)
+    return out
+
+
 def initial_state() -> tuple[np.ndarray, np.ndarray]:
     """(reg [mean, var, count], held [lf0]) before any voiced frame, float64."""
     return np.array([PRIOR_LF0, PRIOR_STD ** 2, 0.0]), np.array([PRIOR_LF0])

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 import training.data.analysis as analysis
-from engine.pitch import FEATURES, MIN_STD, PRIOR_LF0
+from engine.pitch import FEATURES, PRIOR_LF0, running_register
 from engine.signal import SignalSpec
 from training.data.analysis import (
     UNVOICED_LOG_AMP,
@@ -104,19 +104,18 @@ def test_analyses_are_cached_per_file_and_kind_and_invalidated_by_a_change(spec,
 
 
 def _features(lf0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
-    """Tracker-like features (4, T) with a running register of the voiced lf0 so far."""
+    """Tracker-like features (4, T): voicing, the contour and the tracker's running register of it."""
     out = np.zeros((4, lf0.size), np.float32)
     out[0], out[1] = voiced, lf0
-    seen = [lf0[: k + 1][voiced[: k + 1] > 0] for k in range(lf0.size)]
-    out[REG_MEAN] = [s.mean() if s.size else PRIOR_LF0 for s in seen]
-    out[REG_STD] = [max(s.std(), MIN_STD) if s.size else 0.12 for s in seen]
+    out[REG_MEAN:] = running_register(voiced, lf0)
     return out
 
 
 def test_emotional_utterances_get_the_speakers_neutral_register():
-    """An utterance a fifth higher and twice as wide as the speaker's neutral voice: its
-    register rows are moved and scaled onto the neutral register, its contour left alone, so
-    the generator cannot learn to copy an emotion's level from its input."""
+    """An utterance a fifth higher and twice as wide as the speaker's neutral voice: its contour
+    is mapped onto the neutral register (mean and spread) and its register rows are the
+    tracker's running register of that mapped contour, prior transient included, so no row
+    carries the emotion's level (the generator must take it from the embedding)."""
     rng = np.random.default_rng(0)
     voiced = (rng.random(200) < 0.7).astype(np.float32)
     neutral = _features(np.log(120.0) + 0.05 * rng.standard_normal(200), voiced)
@@ -126,8 +125,12 @@ def test_emotional_utterances_get_the_speakers_neutral_register():
     assert mean == pytest.approx(voiced_stats(neutral)[0]) and std == pytest.approx(voiced_stats(neutral)[1])
     moved = deemotionalised(angry, registers["0011"])
     own_mean, own_std = voiced_stats(angry)
-    np.testing.assert_array_equal(moved[:2], angry[:2])
-    np.testing.assert_allclose(moved[REG_MEAN], angry[REG_MEAN] - (own_mean - mean), atol=1e-5)
-    np.testing.assert_allclose(moved[REG_STD], np.maximum(angry[REG_STD] * std / own_std, MIN_STD), atol=1e-6)
-    assert moved[REG_MEAN, -1] == pytest.approx(mean, abs=1e-3)  # the register settles on the neutral one
+    np.testing.assert_array_equal(moved[0], angry[0])
+    np.testing.assert_allclose(moved[1], mean + (angry[1] - own_mean) * std / own_std, atol=1e-5)
+    assert voiced_stats(moved) == pytest.approx((mean, std), abs=1e-5)
+    np.testing.assert_allclose(moved[REG_MEAN:], running_register(voiced, moved[1]), atol=1e-6)
+    # Same dynamics as the neutral utterance's own register: the first frames are as far from
+    # the prior in both, so the prior's transient tells nothing about the emotion.
+    np.testing.assert_allclose(moved[REG_MEAN, :20], neutral[REG_MEAN, :20], atol=0.02)
+    assert moved[REG_MEAN, -1] == pytest.approx(mean, abs=0.02)
     assert deemotionalised(angry, None) is angry  # a speaker without neutral speech: unchanged

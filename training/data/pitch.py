@@ -6,18 +6,20 @@ log-F0 and the running register (mean and spread of the log-F0 so far). The user
 neutrally, so the register is their neutral voice; the generator keeps it and puts the
 emotion's pitch level and range on it from the emotion embedding.
 
-An emotional training utterance would teach the opposite: its running register already
-holds the emotion's level and range, and the generator would learn to copy them. So in
-training the register rows are de-emotionalised: shifted by the utterance's distance from
-the speaker's neutral mean and scaled by the ratio of their spreads. They keep the
-tracker's running dynamics (the prior at the start, settling within a second), so the
-generator sees in training what it will see live::
+An emotional training utterance would teach the opposite: its contour and running register
+hold the emotion's level and range, and the generator would learn to copy them. So in
+training the utterance's contour is first mapped onto the speaker's neutral register,
 
-    reg_mean'(t) = reg_mean(t) - (mean_utt - mean_neutral)
-    reg_std'(t)  = reg_std(t)  * std_neutral / std_utt
+    lf0'(t) = mean_neutral + (lf0(t) - mean_utt) * std_neutral / std_utt
 
-mean_utt, std_utt: voiced log-F0 of the utterance (the tracker's); mean_neutral,
-std_neutral: of all the speaker's Neutral utterances in the same corpus split.
+and the register rows are the tracker's running register of that contour (engine.pitch
+running_register: the same prior and dynamics the engine has live). mean_utt, std_utt:
+voiced log-F0 of the utterance (the tracker's); mean_neutral, std_neutral: of all the
+speaker's Neutral utterances in the same corpus split. Mapping only the register rows
+(reg_mean - (mean_utt - mean_neutral)) leaked the emotion: in the first second the running
+mean is still near the prior, so prior minus that row is the emotion's pitch offset, and a
+Stage I trained so reconstructed the level from it and ignored the embedding (conversions
+to Surprise 31 cents below the source at step 1100, the targets 490 above).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from engine.pitch import MIN_STD
+from engine.pitch import MIN_STD, running_register
 
 VOICED, LF0, REG_MEAN, REG_STD = range(4)
 """Rows of the tracker's features (engine.pitch.FEATURES)."""
@@ -51,7 +53,7 @@ def neutral_registers(pitches: list[np.ndarray], speakers: list[str], neutral: l
 
 
 def deemotionalised(pitch: np.ndarray, register: tuple[float, float] | None) -> np.ndarray:
-    """Tracker features (4, T) with the register rows moved to the speaker's neutral register.
+    """Tracker features (4, T) of the utterance's contour mapped onto the speaker's neutral register.
 
     Unchanged when the speaker has no neutral register or the utterance too few voiced frames.
     """
@@ -59,6 +61,6 @@ def deemotionalised(pitch: np.ndarray, register: tuple[float, float] | None) -> 
     if register is None or own is None:
         return pitch
     out = pitch.copy()
-    out[REG_MEAN] -= own[0] - register[0]
-    out[REG_STD] = np.maximum(out[REG_STD] * register[1] / own[1], MIN_STD)
+    out[LF0] = register[0] + (pitch[LF0] - own[0]) * register[1] / own[1]
+    out[REG_MEAN:REG_STD + 1] = running_register(pitch[VOICED], out[LF0])
     return out
