@@ -17,10 +17,11 @@ from engine.errors import EVCError
 _REGISTRARS = ("engine.cli_files", "engine.cli_live", "training.cli", "training.cli_train", "export.cli",
                "benchmarks.cli")
 
-_EXTRA_FOR = {"torch": "train", "onnx": "train", "espeakng_loader": "train",
-              "sklearn": "bench", "matplotlib": "bench", "pyworld": "train", "pysptk": "bench",
-              "resemblyzer": "bench", "webrtcvad": "bench", "speechmos": "bench", "requests": "bench"}
-"""The optional package a handler may miss -> the pip extra that installs it (pyproject.toml)."""
+_EXTRA_FOR = {"torch": ("train",), "onnx": ("train",), "espeakng_loader": ("train",),
+              "sklearn": ("bench",), "matplotlib": ("bench",), "pyworld": ("train", "bench"), "pysptk": ("bench",),
+              "resemblyzer": ("bench",), "webrtcvad": ("bench",), "speechmos": ("bench",), "requests": ("bench",)}
+"""The optional package a handler may miss -> the pip extras that install it (pyproject.toml); the
+command's own extra is named when it is one of them (`evc bench` -> bench, else the first)."""
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -69,9 +70,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fatal(str(e))
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]
-        extra = _EXTRA_FOR.get(top)
-        if extra is None:
+        extras = _EXTRA_FOR.get(top)
+        if extras is None:
             raise
+        extra = args.command if args.command in extras else extras[0]
         return fatal(f"`evc {args.command}` needs the '{extra}' extra: pip install 'evc[{extra}]' (missing {top})")
     except KeyboardInterrupt:
         return fatal("interrupted", 130)

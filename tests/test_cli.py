@@ -30,6 +30,18 @@ def test_a_missing_optional_package_names_its_extra(monkeypatch, capsys):
     assert err == "evc: error: `evc bench` needs the 'bench' extra: pip install 'evc[bench]' (missing pyworld)\n"
 
 
+def test_a_package_of_two_extras_is_named_by_the_commands_own(monkeypatch, capsys):
+    """pyworld is in both 'train' (training targets) and 'bench': `evc train` names train."""
+    import sys
+
+    import training.cli_train
+
+    monkeypatch.setitem(sys.modules, "pyworld", None)
+    monkeypatch.setattr(training.cli_train, "_train", lambda args: __import__("pyworld"))
+    assert main(["train", "stage1", "--config", "tiny", "--data", "x", "--out", "y"]) == 1
+    assert "needs the 'train' extra: pip install 'evc[train]' (missing pyworld)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["bench", "latency", "--n", "0"], ["export", "--stage2", "a", "--vocoder", "b",
                                                                      "--out", "c", "--block-frames", "x"]])
 def test_counts_must_be_positive_integers(argv, capsys):
