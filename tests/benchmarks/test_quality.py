@@ -229,7 +229,10 @@ def test_scoring_in_processes_equals_scoring_in_one(corpus, cache_dir):
     assert two["coverage"]["rows_from_cache"] == 0 and len(two["rows"]) == 2 * 8
     for a, b in zip(one["rows"], two["rows"]):
         assert a["system"] == b["system"] and a["source"] == b["source"]
-        assert a["mcd_db"] == pytest.approx(b["mcd_db"]) and a["strength_sup"] == pytest.approx(b["strength_sup"])
+        # Workers run BLAS with other thread counts: sums differ in the last bits, far below the
+        # readings' resolution (strength lives in [0, 1]).
+        assert a["mcd_db"] == pytest.approx(b["mcd_db"], abs=1e-6)
+        assert a["strength_sup"] == pytest.approx(b["strength_sup"], abs=1e-6)
 
 
 def test_cli_on_the_toy_model_writes_markdown_json_and_plots(corpus, cache_dir, tmp_path, capsys):
