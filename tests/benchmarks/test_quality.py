@@ -38,10 +38,10 @@ class FakeDnsmos:
 
 @pytest.fixture(scope="module", autouse=True)
 def _stand_ins():
-    """Cheap DNSMOS; copy synthesis that returns its input (engine.resynth may not exist yet)."""
+    """Cheap DNSMOS; copy synthesis that returns its input (its row then scores the target itself)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(naturalness, "Dnsmos", FakeDnsmos)
-        mp.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda model, audio: audio))
+        mp.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda m, audio, pitch: audio))
         yield
 
 
@@ -207,14 +207,14 @@ def test_a_corpus_without_metadata_gets_the_label_free_reader_with_a_notice(corp
 
 
 def test_copy_synthesis_is_skipped_with_a_note_for_a_model_without_a_vocoder(monkeypatch, toy_cfg):
-    def refuse(model, audio):
+    def refuse(model, audio, pitch):
         raise ModelError(f"{model} has no vocoder graph")
 
     monkeypatch.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=refuse))
     built, notes = systems.build(toy_cfg, toy_cfg.model_dir)
     assert list(built) == [systems.ORACLE, *systems.BASELINES, f"model ({toy_cfg.model_dir.name})"]
     assert len(notes) == 1 and notes[0].startswith("no copy-synthesis row") and "no vocoder graph" in notes[0]
-    monkeypatch.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda m, a: a))
+    monkeypatch.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda m, a, p: a))
     built, notes = systems.build(toy_cfg, toy_cfg.model_dir)
     assert systems.COPY_SYNTHESIS in built and notes == []
 
