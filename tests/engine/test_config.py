@@ -15,6 +15,7 @@ import yaml
 import engine
 from engine.config import DEFAULT_CONFIG, DEFAULT_MODEL_DIR, EngineConfig, config_from_dict, load_config
 from engine.errors import ConfigError
+from engine.manifest import load_manifest
 from engine.signal import SignalSpec
 
 REPO_YAML = Path(engine.__file__).resolve().parent.parent / "engine.yaml"
@@ -54,10 +55,15 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_repo_yaml_is_the_default_and_loads():
+    """The file states the defaults, but for the lookahead: the contract's default is none, the file
+    takes the bundled model's (a user who deletes the key is told the model disagrees)."""
     assert DEFAULT_CONFIG.resolve() == REPO_YAML
     cfg = load_config()
-    assert cfg.spec == SignalSpec()
-    assert dataclasses.replace(cfg, source=None) == EngineConfig()  # the file states the defaults
+    lookahead = load_manifest(cfg.model_dir).spec.lookahead_frames
+    assert cfg.spec == dataclasses.replace(SignalSpec(), lookahead_frames=lookahead)
+    default = EngineConfig()
+    stated = dataclasses.replace(default, signal=dataclasses.replace(default.signal, lookahead_frames=lookahead))
+    assert dataclasses.replace(cfg, source=None) == stated
     assert cfg == load_config(REPO_YAML)
 
 
