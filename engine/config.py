@@ -28,7 +28,7 @@ Provider = Literal["cuda", "cpu"]
 class SignalConfig:
     sample_rate: int = 16000
     block_frames: int = 2
-    lookahead_frames: int = 0
+    lookahead_frames: int = 1
 
 
 @dataclass(frozen=True)

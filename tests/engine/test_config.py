@@ -15,7 +15,7 @@ import yaml
 import engine
 from engine.config import DEFAULT_CONFIG, DEFAULT_MODEL_DIR, EngineConfig, config_from_dict, load_config
 from engine.errors import ConfigError
-from engine.manifest import load_manifest
+from engine.manifest import check_against_config, load_manifest
 from engine.signal import SignalSpec
 
 REPO_YAML = Path(engine.__file__).resolve().parent.parent / "engine.yaml"
@@ -55,16 +55,17 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_repo_yaml_is_the_default_and_loads():
-    """The file states the defaults, but for the lookahead: the contract's default is none, the file
-    takes the bundled model's (a user who deletes the key is told the model disagrees)."""
     assert DEFAULT_CONFIG.resolve() == REPO_YAML
     cfg = load_config()
-    lookahead = load_manifest(cfg.model_dir).spec.lookahead_frames
-    assert cfg.spec == dataclasses.replace(SignalSpec(), lookahead_frames=lookahead)
-    default = EngineConfig()
-    stated = dataclasses.replace(default, signal=dataclasses.replace(default.signal, lookahead_frames=lookahead))
-    assert dataclasses.replace(cfg, source=None) == stated
+    assert dataclasses.replace(cfg, source=None) == EngineConfig()  # the file states the defaults
     assert cfg == load_config(REPO_YAML)
+
+
+def test_the_defaults_run_the_bundled_model():
+    """An installed engine has no engine.yaml beside it and runs on the defaults: they must take
+    the bundled model (its 10 ms lookahead, where the signal contract's default has none)."""
+    check_against_config(load_manifest(DEFAULT_MODEL_DIR), EngineConfig())
+    assert EngineConfig().spec == dataclasses.replace(SignalSpec(), lookahead_frames=1)
 
 
 def test_every_key_of_the_repo_yaml_has_a_comment_and_every_option_is_listed():

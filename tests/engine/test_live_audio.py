@@ -41,7 +41,8 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 def _config(model_dir: str):
     from engine.config import config_from_dict
 
-    return config_from_dict({"model": {"dir": str(model_dir)}, "runtime": {"providers": ["cpu"]}})
+    return config_from_dict({"model": {"dir": str(model_dir)}, "runtime": {"providers": ["cpu"]},
+                             "signal": {"lookahead_frames": 0}})  # the toy model's
 
 
 class Tap:
