@@ -7,18 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
+from support.threads import one_torch_thread
 from support.tiny_checkpoints import write_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Tiny per-block convs only pay for thread synchronisation on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -36,16 +36,6 @@ KINDS = ["conv", "dilated_conv", "pointwise_conv", "upsample", "stack", "encoder
 AUDIO_KINDS = ("synth", "vocoder")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs gain nothing from threads; on a busy 2-core machine the default two
-    threads made this module ~3x slower (31 s against 11 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_encoder() -> ContentEncoder:
     return ContentEncoder(n_mels=80, channels=16, out_dim=8, n_layers=3, kernel_size=3)
 

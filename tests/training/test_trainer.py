@@ -44,15 +44,6 @@ def _models(ckpt_path, stage) -> dict:
     return {n: m.eval() for n, m in models.items()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Two busy cores: OpenMP threads spinning against other processes slow training ~40x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cfg():
     return load_train_config("tiny")

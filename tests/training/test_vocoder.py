@@ -21,14 +21,6 @@ CLOSED = -15.0
 """A filter gain of e^-15 (-130 dB): what the envelope targets give the harmonic filter in unvoiced frames."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def synth() -> SourceFilter:
     return SourceFilter(order=ORDER)
