@@ -12,6 +12,7 @@ first use), so scoring workers in other processes can run it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -99,13 +100,18 @@ class CopySynthesis:
     def __init__(self, model_dir: Path):
         self.model_dir = Path(model_dir)
 
-    def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+    @functools.cached_property
+    def spec(self):
+        """The model's signal contract (read once: the system renders every trial)."""
         from engine.manifest import load_manifest
+
+        return load_manifest(self.model_dir).spec
+
+    def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
         from engine.resynth import copy_synthesis
         from training.data.analysis import pitch_targets
 
-        pitch = pitch_targets(target, load_manifest(self.model_dir).spec)
-        return np.asarray(copy_synthesis(self.model_dir, target, pitch), np.float32)
+        return np.asarray(copy_synthesis(self.model_dir, target, pitch_targets(target, self.spec)), np.float32)
 
 
 def copy_synthesis_system(model_dir: Path) -> tuple[CopySynthesis | None, str | None]:

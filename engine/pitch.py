@@ -170,10 +170,9 @@ def pitch_frames(audio, n, hop, offset, sample_rate, threshold, state, work, out
 
 
 @njit(cache=True)
-def _registers(voiced, lf0, out):
+def _registers(voiced, lf0, reg, out):
     """out (2, T) := the running register (mean, std) the tracker reports for a contour lf0 (T,)
-    with voicing (T,), from the prior: pitch_frames' rows 2 and 3 for that contour."""
-    reg = np.array([PRIOR_LF0, PRIOR_STD ** 2, 0.0])
+    with voicing (T,), from reg = [mean, var, count] (updated): pitch_frames' rows 2 and 3."""
     for k in range(lf0.size):
         if voiced[k] > 0:
             _register(lf0[k], reg)
@@ -185,7 +184,7 @@ def running_register(voiced: np.ndarray, lf0: np.ndarray) -> np.ndarray:
     """The register rows (reg_mean, reg_std) (2, T) float32 the tracker would report for the
     voiced log-F0 contour lf0 (T,): the same prior, weights and memory as pitch_frames."""
     out = np.zeros((2, lf0.size), np.float32)
-    _registers(np.asarray(voiced, np.float64), np.asarray(lf0, np.float64), out)
+    _registers(np.asarray(voiced, np.float64), np.asarray(lf0, np.float64), initial_state()[0], out)
     return out
 
 
