@@ -202,6 +202,7 @@ def _status_loop(session, quit_event: threading.Event, duration, show, tty: bool
     start = last = time.monotonic()
     every = STATUS_EVERY_S if tty else LOG_EVERY_S
     while session.running and not quit_event.wait(STATUS_EVERY_S / 5):
+        session.check()
         now = time.monotonic()
         if duration is not None and now - start >= duration:
             return

@@ -57,6 +57,8 @@ class AudioConfig:
     latency: Literal["low", "high"] = "low"
     late_blocks: Literal["dry", "silence"] = "dry"
     max_queued_blocks: int = 4
+    headroom_blocks: int = 1
+    server: Literal["auto", "pulse", "pipewire", "jack"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class EngineConfig:
 
 _POSITIVE = {
     "signal.sample_rate", "signal.block_frames", "runtime.intra_op_threads",
-    "runtime.inter_op_threads", "audio.max_queued_blocks",
+    "runtime.inter_op_threads", "audio.max_queued_blocks", "audio.headroom_blocks",
 }
 _NON_NEGATIVE = {"signal.lookahead_frames", "bank.crossfade_blocks"}
 

@@ -28,6 +28,28 @@ def sounddevice():
     return sd
 
 
+def abandon_portaudio() -> None:
+    """Let the process exit although PortAudio hangs closing a stream whose device vanished.
+
+    With a JACK server killed under it, Pa_StopStream never returns, and sounddevice's exit
+    handler (Pa_Terminate) would then wait on that stream forever. Unregistering the handler
+    is all that is left to do; PortAudio is unusable in this process afterwards.
+    """
+    import atexit
+
+    global _abandoned
+    atexit.unregister(sounddevice()._exit_handler)
+    _abandoned = True
+
+
+_abandoned = False
+
+
+def portaudio_abandoned() -> bool:
+    """True once abandon_portaudio() ran: initialising or terminating PortAudio again would hang."""
+    return _abandoned
+
+
 @dataclass(frozen=True)
 class Device:
     """One PortAudio device as `evc devices` lists it."""
@@ -81,6 +103,28 @@ def resolve_device(spec: Optional[Union[int, str]], kind: Kind, devices: Optiona
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
         return _by_index(int(spec), usable, devices, kind)
     return _by_name(str(spec), usable, kind)
+
+
+JACK_HOST_API = "JACK Audio Connection Kit"
+SERVERS = ("auto", "pulse", "pipewire", "jack")
+"""engine.yaml audio.server: whose devices a None device setting means."""
+
+
+def server_device(server: str, kind: Kind, devices: Optional[list[Device]] = None) -> Device:
+    """The device audio.server names for `kind` when engine.yaml names none.
+
+    auto: the system default; pulse and pipewire: ALSA's 'pulse' device (PulseAudio, or
+    PipeWire's PulseAudio interface); jack: PortAudio's JACK host API (the JACK server
+    JACK_DEFAULT_SERVER names, else 'default').
+    """
+    devices = list_devices() if devices is None else devices
+    if server == "jack":
+        usable = [d for d in devices if d.hostapi == JACK_HOST_API and d.channels(kind) > 0]
+        if not usable:
+            raise EVCError(f"audio.server is jack but PortAudio sees no JACK {kind} device: is a JACK server "
+                           "running (jackd, or PipeWire's JACK interface)?")
+        return usable[0]
+    return resolve_device("pulse" if server in ("pulse", "pipewire") else None, kind, devices)
 
 
 def _default(usable: list[Device], kind: Kind) -> Device:

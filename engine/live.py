@@ -40,7 +40,7 @@ from typing import Optional, Union
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.devices import Device, resolve_device, sounddevice
+from engine.devices import Device, abandon_portaudio, resolve_device, server_device, sounddevice
 from engine.errors import EVCError
 from engine.ring import RingBuffer
 
@@ -56,6 +56,14 @@ SETTLE_BLOCKS = 5
 """Blocks a duplex stream runs before its input lag is judged."""
 BACKLOG_BLOCKS = 4
 """Input lag beyond PortAudio's reported input latency that makes a duplex stream reopen as two."""
+SERVER_HEADROOM = {"pipewire": 2}
+"""Least output headroom (blocks) per audio.server: through PipeWire's PulseAudio interface
+(ALSA's pulse plugin, PipeWire 0.3.65) 20 ms output callbacks come two at a time every 32 ms,
+and with one block of headroom 109 of 650 blocks were late in a 13 s run (none with two)."""
+STALL_S = 2.0
+"""No audio callback for this long means the device (or its audio server) went away."""
+CLOSE_TIMEOUT_S = 3.0
+"""Longest wait for PortAudio to close a stream whose device went away (it can block for good)."""
 
 
 class StreamResampler:
@@ -131,10 +139,11 @@ class StreamPlan:
     duplex: bool
 
 
-def plan_streams(sd, model_rate: int, block: int, input_device, output_device) -> StreamPlan:
-    """Resolve devices and pick each side's rate: the model's if the device takes it, else its default."""
-    inp = resolve_device(input_device, "input")
-    out = resolve_device(output_device, "output")
+def plan_streams(sd, model_rate: int, block: int, input_device, output_device, server: str = "auto") -> StreamPlan:
+    """Resolve devices (None: audio.server's) and pick each side's rate: the model's if the device
+    takes it, else its default."""
+    inp = resolve_device(input_device, "input") if input_device is not None else server_device(server, "input")
+    out = resolve_device(output_device, "output") if output_device is not None else server_device(server, "output")
     in_rate = _rate(sd, inp, "input", model_rate)
     out_rate = _rate(sd, out, "output", model_rate)
     return StreamPlan(inp, out, in_rate, out_rate, _device_block(block, model_rate, in_rate),
@@ -179,9 +188,11 @@ class LiveSession:
         if plan is None:
             plan = plan_streams(sounddevice(), self.rate, self.block,
                                 cfg.audio.input_device if input_device is None else input_device,
-                                cfg.audio.output_device if output_device is None else output_device)
+                                cfg.audio.output_device if output_device is None else output_device,
+                                cfg.audio.server)
         self.plan = plan
         self.max_queued = cfg.audio.max_queued_blocks
+        self.headroom = max(cfg.audio.headroom_blocks, SERVER_HEADROOM.get(cfg.audio.server, 1))
         self.dry_when_late = cfg.audio.late_blocks == "dry"
         self.notes: list[str] = []
         self._streams: list = []
@@ -195,10 +206,11 @@ class LiveSession:
         self._build_buffers()
 
     def _build_buffers(self) -> None:
-        p, slack = self.plan, self.max_queued + RING_SLACK_BLOCKS
+        p, slack = self.plan, self.max_queued + RING_SLACK_BLOCKS + self.headroom
         self._in = RingBuffer(slack * p.in_block)
         self._out = RingBuffer(slack * p.out_block)
-        self._out.write(np.zeros(p.out_block, np.float32))  # the one block of headroom the worker gets
+        # the headroom the worker gets: converted blocks it may be behind the speaker's callbacks
+        self._out.write(np.zeros(self.headroom * p.out_block, np.float32))
         self._chunk = np.zeros(p.in_block, np.float32)
         self._trim_buf = np.zeros(p.out_block, np.float32)
         self._resampling = p.in_rate != self.rate or p.out_rate != self.rate
@@ -222,6 +234,8 @@ class LiveSession:
         self.blocks = 0
         self._input_seen = False
         self._out_calls = 0
+        self._calls = 0  # callbacks of any stream: check() watches it move
+        self._seen_calls, self._seen_at = -1, time.monotonic()
         self._late_samples = 0  # written by the callback only
         self._skipped_samples = 0  # written by the worker only
         self._queued_mean = 0.0
@@ -230,6 +244,7 @@ class LiveSession:
     # ---- the PortAudio callbacks: copies and counters only -------------------------------
 
     def _duplex_callback(self, indata, outdata, frames, t, status) -> None:
+        self._calls += 1
         if status:
             self._count(status)
         self._lags[0] = t.currentTime - t.inputBufferAdcTime
@@ -239,6 +254,7 @@ class LiveSession:
         self._play(outdata[:, 0], frames, x)
 
     def _input_callback(self, indata, frames, t, status) -> None:
+        self._calls += 1
         if status:
             self._count(status)
         self._lags[0] = t.currentTime - t.inputBufferAdcTime
@@ -253,6 +269,7 @@ class LiveSession:
             self._count(status)
         self._lags[1] = t.outputBufferDacTime - t.currentTime
         self._out_calls += 1
+        self._calls += 1
         out = outdata[:, 0]
         if not self._input_seen:
             out.fill(0.0)  # the microphone has not started: nothing can be late yet
@@ -452,11 +469,23 @@ class LiveSession:
         return float(self._streams[0].latency), float(self._streams[1].latency)
 
     def _close_streams(self) -> None:
-        """Output first: an output callback after the input stopped would count as late."""
-        for s in reversed(self._streams):
-            s.stop()
-            s.close()
-        self._streams = []
+        """Output first: an output callback after the input stopped would count as late.
+
+        In a helper thread, waited for CLOSE_TIMEOUT_S: PortAudio may block for good, or
+        fail, closing a stream whose device or audio server went away; that is noted, not raised.
+        """
+        streams, self._streams = self._streams, []
+        if not streams:
+            return
+        failures: list[str] = []
+        closer = threading.Thread(target=_close_all, args=(streams, failures), name="evc-live-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive():
+            abandon_portaudio()
+            self.notes.append(f"PortAudio did not close the audio stream within {CLOSE_TIMEOUT_S:g} s: abandoned, "
+                              "this process cannot open audio again")
+        self.notes.extend(failures)
 
     def _end_worker(self) -> None:
         self._running = False
@@ -474,6 +503,21 @@ class LiveSession:
             raise EVCError(f"live conversion stopped: {type(e).__name__}: {e}") from e
         return self.stats()
 
+    def check(self) -> None:
+        """Stop and raise EVCError when the worker failed or the audio stopped: no callback
+        for STALL_S (a device unplugged, its audio server gone). Call it every second or so."""
+        if self._error is not None:
+            self.stop()  # raises the worker's error
+        now = time.monotonic()
+        if self._calls != self._seen_calls:
+            self._seen_calls, self._seen_at = self._calls, now
+            return
+        if self._streams and now - self._seen_at > STALL_S:
+            silent = now - self._seen_at
+            self.stop()
+            raise EVCError(f"the audio device stopped: no audio callback for {silent:.1f} s (device unplugged or "
+                           f"its audio server stopped); the session ended after {self.blocks} blocks")
+
     def run(self, until: Optional[float] = None) -> dict:
         """start(), run for `until` seconds (None: until stop() from another thread), stop(); stats()."""
         self.start()
@@ -481,6 +525,7 @@ class LiveSession:
         try:
             while self._running and (deadline is None or time.monotonic() < deadline):
                 time.sleep(0.02 if deadline is None else max(0.0, min(0.02, deadline - time.monotonic())))
+                self.check()
         finally:
             stats = self.stop()
         return stats
@@ -566,6 +611,16 @@ class LiveSession:
                 f"p99 {s['p99_ms']:.2f} ms, RTF {s['rtf']:.3f}; xruns {s['xruns']['total']} "
                 f"({_flag_text(s['xruns'])}); dropped {s['dropped']}, late {s['late']}; "
                 f"latency ~{s['latency_ms']:.0f} ms (max {s['latency_max_ms']:.0f})")
+
+
+def _close_all(streams: list, failures: list[str]) -> None:
+    """Stop and close each stream, last opened first; PortAudio's complaints go to `failures`."""
+    for stream in reversed(streams):
+        try:
+            stream.stop()
+            stream.close()
+        except Exception as e:  # sounddevice.PortAudioError, whose module may not be imported here
+            failures.append(f"closing the audio stream: {e}")
 
 
 def _flag_text(x: dict) -> str:
