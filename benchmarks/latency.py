@@ -10,9 +10,9 @@ For every (model, intra-op threads) setting it measures, after a warm-up:
   timed alone; "rest" (embedding fade, dry delay line, mixing, timing) is the mean of the
   whole minus the two, since the engine exposes no hook inside process().
 
-A model is exported for one block size: `--model` may be given once per block size,
-and a `--blocks` value no model serves is skipped with a note (re-export with
-`evc export --block-frames N`).
+A model directory holds step graphs for one or more block sizes (`evc export
+--block-frames 2,1`); by default every size of every `--model` is timed, and a
+`--blocks` value no model serves is skipped with a note.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.models import base_config, block_frames_of, default_model, model_config
+from benchmarks.models import base_config, block_sizes_of, default_model, model_config
 from benchmarks.plots import latency_histograms
 from benchmarks.report import machine, machine_line, text_table, write_json
 from benchmarks.signals import probe_speech
@@ -45,7 +45,8 @@ def plan(models: list[Path], threads: list[int], blocks: list[int] | None) -> tu
     """Settings to run (blocks x threads, in the order given) and a note for each block size no model serves."""
     by_block: dict[int, Path] = {}
     for m in models:
-        by_block.setdefault(block_frames_of(m), m)
+        for b in block_sizes_of(m):
+            by_block.setdefault(b, m)
     wanted = blocks if blocks else sorted(by_block)
     notes = [f"block_frames={b}: skipped, no --model exported with {b}-frame blocks "
              f"(models given serve {sorted(by_block)}; re-export: evc export --block-frames {b})"
@@ -120,7 +121,8 @@ def measure(cfg, setting: Setting, provider: str | None, n: int, warmup: int) ->
     """One setting's summary and its raw per-block process() times (ns)."""
     from engine.pipeline import StreamingConverter
 
-    conv = StreamingConverter(model_config(cfg, setting.model_dir, setting.threads, provider), quiet=True)
+    conv = StreamingConverter(model_config(cfg, setting.model_dir, setting.threads, provider, setting.block_frames),
+                              quiet=True)
     conv.set_embedding(np.random.default_rng(0).standard_normal(conv.manifest.embedding_dim).astype(np.float32))
     times = time_blocks(conv, _blocks(conv.block_samples, n), warmup)
     total = times.pop("total")

@@ -29,10 +29,11 @@ def default_model(cfg: EngineConfig) -> Path:
 
 
 def model_config(cfg: EngineConfig, model_dir: str | Path, threads: int | None = None,
-                 provider: str | None = None) -> EngineConfig:
-    """cfg running model_dir at the model's own block size and lookahead."""
+                 provider: str | None = None, block_frames: int | None = None) -> EngineConfig:
+    """cfg running model_dir at block_frames (default: the model's own block size) and its lookahead."""
     model_dir = Path(model_dir).resolve()
-    spec = load_manifest(model_dir).spec
+    manifest = load_manifest(model_dir)
+    spec = manifest.for_block(block_frames or manifest.spec.block_frames).spec
     signal = dataclasses.replace(cfg.signal, sample_rate=spec.sample_rate, block_frames=spec.block_frames,
                                  lookahead_frames=spec.lookahead_frames)
     runtime = cfg.runtime
@@ -44,8 +45,9 @@ def model_config(cfg: EngineConfig, model_dir: str | Path, threads: int | None =
                                model=dataclasses.replace(cfg.model, dir=str(model_dir)))
 
 
-def block_frames_of(model_dir: str | Path) -> int:
+def block_sizes_of(model_dir: str | Path) -> tuple[int, ...]:
+    """The block sizes (frames) the model at model_dir has step graphs for, its default first."""
     try:
-        return load_manifest(model_dir, verify=False).spec.block_frames
+        return load_manifest(model_dir, verify=False).block_sizes
     except EVCError as e:
         raise EVCError(f"--model {model_dir}: {e}") from None

@@ -64,13 +64,12 @@ def _bank(cfg: EngineConfig):
 
 def cmd_register(args: argparse.Namespace) -> int:
     from engine.bank import EmotionEncoder, valid_name
-    from engine.manifest import check_against_config, load_manifest
+    from engine.manifest import load_for_config
     from engine.runtime import Sessions
 
     cfg = _config(args)
     valid_name(args.name)
-    manifest = load_manifest(cfg.model_dir)
-    check_against_config(manifest, cfg)
+    manifest = load_for_config(cfg)
     encoder = EmotionEncoder(Sessions(cfg.model_dir, manifest, cfg.runtime, quiet=True), manifest)
     entry = _bank(cfg).register(args.name, args.reference, encoder, overwrite=args.overwrite)
     print(f"registered '{entry.name}' in {cfg.bank_path}: {_summary(entry)}")

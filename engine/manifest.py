@@ -6,6 +6,7 @@ not match their sha256 or whose contract differs from engine.yaml, naming the fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ FRAMES_OUTPUT = "frames"
 """The step graph's second output: the generator's frames (1, n_mels + 2, block_frames)."""
 NEXT_SUFFIX = "_next"
 """A state input `s` of the step graph is returned as output `s + NEXT_SUFFIX`."""
+BLOCK_STEP = "step@{}"
+"""The graph key of a step graph for another block size: the same weights exported with
+block_frames N (its mel input is (1, n_mels, N)); 'step' serves signal.block_frames."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,27 @@ class Manifest:
     @property
     def step(self) -> GraphInfo:
         return self.graphs["step"]
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        """The block sizes (frames) this model has a step graph for, its signal.block_frames first."""
+        extra = sorted(int(k.split("@", 1)[1]) for k in self.graphs if k.startswith(BLOCK_STEP.format("")))
+        return (self.spec.block_frames, *extra)
+
+    def for_block(self, block_frames: int) -> Manifest:
+        """This manifest as seen by an engine running blocks of `block_frames`: its step graph
+        for that size as 'step', the signal contract and latency for it. ModelError when none."""
+        if block_frames == self.spec.block_frames:
+            return self
+        graph = self.graphs.get(BLOCK_STEP.format(block_frames))
+        if graph is None:
+            sizes = ", ".join(str(n) for n in self.block_sizes)
+            raise ModelError(f"engine.yaml signal.block_frames = {block_frames} but the model has step graphs for "
+                             f"block_frames {sizes} only: re-export with --block-frames or change engine.yaml")
+        spec = self.spec.replace(block_frames=block_frames)
+        latency = self.algorithmic_latency_ms - self.spec.block_ms + spec.block_ms
+        return dataclasses.replace(self, spec=spec, graphs={**self.graphs, "step": graph},
+                                   state=graph.state or self.state, algorithmic_latency_ms=latency)
 
     @property
     def training_speakers(self) -> list[str] | None:
@@ -116,6 +141,13 @@ def load_manifest(model_dir: str | Path, verify: bool = True) -> Manifest:
                 raise ModelError(f"{model_dir}: graph '{name}' file {g.file} is missing")
             if sha256_file(file) != g.sha256:
                 raise ModelError(f"{file}: sha256 differs from the manifest (corrupt or replaced file)")
+    return manifest
+
+
+def load_for_config(cfg: EngineConfig) -> Manifest:
+    """The model of cfg, verified, with the step graph for cfg's block size; ModelError naming a mismatch."""
+    manifest = load_manifest(cfg.model_dir).for_block(cfg.signal.block_frames)
+    check_against_config(manifest, cfg)
     return manifest
 
 

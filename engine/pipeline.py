@@ -23,7 +23,7 @@ from engine.bank import MAX_STRENGTH, EmotionBank, check_entry
 from engine.config import EngineConfig
 from engine.errors import EVCError
 from engine.features import StreamingLogMel
-from engine.manifest import check_against_config, load_manifest
+from engine.manifest import load_for_config
 from engine.pitch import StreamingPitch
 from engine.runtime import Sessions, StepRunner
 
@@ -131,6 +131,13 @@ class BlockTimes:
         self._ns[self.count % TIMING_WINDOW] = ns
         self.count += 1
 
+    def since(self, count: int) -> tuple[np.ndarray, int]:
+        """(ms of the blocks recorded after the first `count`, as far as the window still holds
+        them; the count now); allocates. A caller polling within TIMING_WINDOW blocks sees all."""
+        new = min(self.count - count, TIMING_WINDOW)
+        idx = np.arange(self.count - new, self.count) % TIMING_WINDOW
+        return self._ns[idx] / 1e6, self.count
+
     def summary(self) -> dict:
         """p50/p99/max ms and RTF (mean compute / block duration) over the window; allocates."""
         ms = self._ns[: min(self.count, TIMING_WINDOW)] / 1e6
@@ -156,8 +163,7 @@ class StreamingConverter:
     def __init__(self, cfg: EngineConfig, bank: EmotionBank | None = None, quiet: bool = False):
         self.cfg = cfg
         self.bank = bank
-        self.manifest = load_manifest(cfg.model_dir)
-        check_against_config(self.manifest, cfg)
+        self.manifest = load_for_config(cfg)
         self.spec = self.manifest.spec
         self.block_samples = self.spec.block_samples
         self.sessions = Sessions(cfg.model_dir, self.manifest, cfg.runtime, quiet)
@@ -302,6 +308,11 @@ class StreamingConverter:
         / block duration (< 1 is faster than real time), "block_ms"}.
         """
         return self._times.summary()
+
+    def times_since(self, count: int) -> tuple[np.ndarray, int]:
+        """Per-block compute (ms) of the blocks after the first `count` since construction
+        (the last TIMING_WINDOW at most), and the count now: poll it to see every block."""
+        return self._times.since(count)
 
     def _warm_up(self) -> None:
         """One block through everything, so the first real block pays no first-call costs."""

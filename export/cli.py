@@ -19,12 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage2", required=True, metavar="CKPT", help="Stage II checkpoint (stage 'stage2')")
     p.add_argument("--vocoder", required=True, metavar="CKPT", help="vocoder checkpoint (stage 'vocoder')")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory to write (replaced on success)")
-    p.add_argument("--block-frames", type=positive_int, default=2, metavar="N",
-                   help="frames per streaming block, the step graph's fixed mel length (default 2 = 20 ms)")
+    p.add_argument("--block-frames", type=_block_list, default=(2,), metavar="N[,N...]",
+                   help="frames per streaming block, the step graph's fixed mel length (default 2 = 20 ms); "
+                        "several (e.g. 2,1) add a step graph per size, the first being the default")
     p.add_argument("--opset", type=positive_int, default=None, metavar="K", help="ONNX opset (default 17)")
     p.add_argument("--variants", type=_variants, default=(), metavar="LIST",
                    help="comma-separated extra step graphs to build and measure: int8, fp16")
     p.set_defaults(func=run_export)
+
+
+def _block_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(dict.fromkeys(int(v) for v in text.split(",") if v.strip()))
+    except ValueError:
+        values = ()
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive frame counts separated by commas, got {text!r}")
+    return values
 
 
 def _variants(text: str) -> tuple[str, ...]:
@@ -65,6 +76,10 @@ def summary(manifest: dict) -> list[str]:
              f"max abs error, vocoder audio: {_stream_line(voc)}",
              "max abs error, emotion encoder: " + ", ".join(f"{k} {enc[k]:.3g}" for k in
                                                             ("embedding", "probs", "strength", "cue"))]
+    for name, e in parity.items():
+        if name.startswith("step@"):
+            lines.append(f"{name.replace('step@', 'step graph for blocks of ')} frames: {_stream_line(e['frames'])}, "
+                         f"audio log-spectral distance {e['audio']['log_spectral_distance_db']:.3g} dB")
     for name, v in manifest.get("variants", {}).items():
         lines.append(f"variant {name}: speedup x{v['speedup']:.2f} vs fp32, max abs error of the frames "
                      f"{v['max_abs_err']:.3g}" + (f" ({v['note']})" if "note" in v else ""))

@@ -1,5 +1,9 @@
 """Write a model directory (step.onnx, emotion_encoder.onnx, manifest.json) atomically.
 
+A model may serve several block sizes: the first of `block_frames` is the manifest's
+signal.block_frames (step.onnx); each further size N gets the same weights exported
+as step_bN.onnx, recorded as graph "step@N" and verified like the first.
+
 Everything is written into a hidden temporary directory beside the output, verified
 (export/verify.py), and only then renamed into place. An existing output directory is
 kept until that rename, so a failed export leaves it exactly as it was::
@@ -22,7 +26,7 @@ import onnxruntime
 import torch
 
 from engine.errors import ModelError
-from engine.manifest import FORMAT, parse_manifest, sha256_file
+from engine.manifest import BLOCK_STEP, FORMAT, parse_manifest, sha256_file
 from engine.signal import EMOTIONS, SignalSpec
 from export.graphs import EmotionEncoderGraph, StepGraph, VocoderGraph
 from export.load import Networks, load_networks
@@ -37,15 +41,17 @@ from export.to_onnx import (
     training_ops,
 )
 from export.variants import build_variants
-from export.verify import check, probe, probe_audio, verify_export
+from export.verify import check, probe, probe_audio, verify_export, verify_step
 
 STEP_FILE, ENCODER_FILE, VOCODER_FILE = "step.onnx", "emotion_encoder.onnx", "vocoder.onnx"
 FILES = {"step": STEP_FILE, "emotion_encoder": ENCODER_FILE, "vocoder": VOCODER_FILE}
 
 
-def export_model(stage2: str | Path, vocoder: str | Path, out: str | Path, block_frames: int = 2,
+def export_model(stage2: str | Path, vocoder: str | Path, out: str | Path, block_frames: int | Sequence[int] = 2,
                  opset: int = DEFAULT_OPSET, variants: Sequence[str] = (), log=None) -> dict:
     """Export, verify and write the model directory `out`; returns the manifest written.
+
+    block_frames: the block size of step.onnx, or several (the first is the default; see above).
 
     Raises ModelError (one line) on unusable checkpoints or a failed verification, in
     which case nothing at `out` has changed. `log(line)` receives progress messages.
@@ -54,12 +60,15 @@ def export_model(stage2: str | Path, vocoder: str | Path, out: str | Path, block
     out = Path(out)
     check_opset(opset)
     _check_replaceable(out)
+    blocks = [block_frames] if isinstance(block_frames, int) else list(dict.fromkeys(block_frames))
     networks = load_networks(stage2, vocoder)
-    spec = networks.spec.replace(block_frames=block_frames)
+    spec = networks.spec.replace(block_frames=blocks[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(out, "partial")
     try:
         manifest = _write(networks, spec, tmp, opset, list(variants), log)
+        for n in blocks[1:]:
+            _add_block(networks, spec.replace(block_frames=n), tmp, opset, manifest, log)
         manifest["training"] = _sources(networks, stage2, vocoder)
         _write_manifest(tmp, manifest)
         _move_into_place(tmp, out)
@@ -98,6 +107,21 @@ def _write(networks: Networks, spec: SignalSpec, tmp: Path, opset: int, variants
     if variants:
         manifest["variants"], manifest["variants_skipped"] = _variants(networks, spec, step, tmp, variants)
     return manifest
+
+
+def _add_block(networks: Networks, spec: SignalSpec, tmp: Path, opset: int, manifest: dict, log) -> None:
+    """Export and verify the step graph for spec.block_frames as step_bN.onnx; record it in manifest."""
+    n = spec.block_frames
+    step = StepGraph(networks.content_encoder, networks.generator, networks.vocoder)
+    file = f"step_b{n}.onnx"
+    model = export_step(step, spec, networks.emotion_encoder.dim, tmp / file, opset)
+    log(f"exported {file} (block of {n} frames); verifying")
+    errors = verify_step(networks, (step, tmp / file), n, probe(networks, probe_audio(3.0, spec.sample_rate)))
+    check({**manifest["parity"], "step": errors})
+    inputs, outputs = tensor_infos(model)
+    manifest["graphs"][BLOCK_STEP.format(n)] = {"file": file, "sha256": sha256_file(tmp / file), "inputs": inputs,
+                                                "outputs": outputs, "state": _state(step), "block_frames": n}
+    manifest["parity"][BLOCK_STEP.format(n)] = errors
 
 
 def _variants(networks: Networks, spec: SignalSpec, step: StepGraph, tmp: Path, names: list[str]):

@@ -219,23 +219,29 @@ def verify_export(networks: Networks, step: tuple[StepGraph, Path], encoder: tup
     p = probe(networks, audio)
     cut = lambda x: whole_blocks(x, block)  # noqa: E731
     with torch.no_grad():
-        frames = networks.generator(networks.content_encoder(cut(p.mel)), cut(p.pitch_in), p.embedding)
-        step_offline = {"audio": render_frames(networks, frames)[0].numpy(), "frames": frames[0].numpy()}
         voc_offline = {"audio": networks.vocoder(cut(p.mel), cut(p.pitch)).reshape(-1).numpy()}
-    step_errors, step_onnx = verify_stream(step_offline, *step, {"mel": p.mel, "pitch": p.pitch_in},
-                                           {"emotion": p.embedding}, block)
-    with torch.no_grad():
-        of_frames = render_frames(networks, torch.from_numpy(step_onnx["frames"])[None])[0].numpy()
-    step_errors["audio"]["onnx_vs_vocoder_of_onnx_frames"] = _max_err(step_onnx["audio"], of_frames)
-    step_errors["audio"]["log_spectral_distance_db"] = log_spectral_distance_db(step_onnx["audio"],
-                                                                                step_offline["audio"])
     short = max(1, p.mel.shape[-1] * 2 // 5)
     return {"audio_seconds": round(audio.size / networks.spec.sample_rate, 3), "tolerance": TOLERANCE,
             "spectral_tolerance_db": SPECTRAL_TOLERANCE_DB, "ragged_tail": "dropped (whole blocks only)",
-            "step": step_errors,
+            "step": verify_step(networks, step, block, p),
             "vocoder": verify_stream(voc_offline, *vocoder, {"mel": p.mel, "pitch": p.pitch}, {}, block)[0],
             "emotion_encoder": verify_emotion_encoder(*encoder, [(p.mel, p.pitch),
                                                                  (p.mel[..., :short], p.pitch[..., :short])])}
+
+
+def verify_step(networks: Networks, step: tuple[StepGraph, Path], block: int, p: Probe) -> dict:
+    """The step graph's parity errors streaming probe `p` in blocks of `block` frames (see verify_export)."""
+    cut = lambda x: whole_blocks(x, block)  # noqa: E731
+    with torch.no_grad():
+        frames = networks.generator(networks.content_encoder(cut(p.mel)), cut(p.pitch_in), p.embedding)
+        offline = {"audio": render_frames(networks, frames)[0].numpy(), "frames": frames[0].numpy()}
+    errors, onnx_out = verify_stream(offline, *step, {"mel": p.mel, "pitch": p.pitch_in}, {"emotion": p.embedding},
+                                     block)
+    with torch.no_grad():
+        of_frames = render_frames(networks, torch.from_numpy(onnx_out["frames"])[None])[0].numpy()
+    errors["audio"]["onnx_vs_vocoder_of_onnx_frames"] = _max_err(onnx_out["audio"], of_frames)
+    errors["audio"]["log_spectral_distance_db"] = log_spectral_distance_db(onnx_out["audio"], offline["audio"])
+    return errors
 
 
 def _stream_errors(label: str, e: dict) -> dict[str, float]:
