@@ -15,7 +15,8 @@ older ones are dropped (counted). The output ring starts with one block of silen
 so a worker that answers within a block never starves the callback; a block that is
 not ready when the callback needs it is played dry (or silent) and counted `late`,
 and the worker skips its converted version when it arrives, so lateness never adds
-delay.
+delay (where the input itself stalled there is no such version: the worker tops the
+output ring up to its headroom instead).
 
 Start-up: PortAudio's ALSA host API through PulseAudio may start capturing up to
 a second before the first callback; a duplex stream would keep that backlog as latency
@@ -210,7 +211,8 @@ class LiveSession:
         self._in = RingBuffer(slack * p.in_block)
         self._out = RingBuffer(slack * p.out_block)
         # the headroom the worker gets: converted blocks it may be behind the speaker's callbacks
-        self._out.write(np.zeros(self.headroom * p.out_block, np.float32))
+        self._pad = np.zeros(self.headroom * p.out_block, np.float32)
+        self._out.write(self._pad)
         self._chunk = np.zeros(p.in_block, np.float32)
         self._trim_buf = np.zeros(p.out_block, np.float32)
         self._resampling = p.in_rate != self.rate or p.out_rate != self.rate
@@ -349,13 +351,29 @@ class LiveSession:
             self.blocks += 1
 
     def _emit(self, y: np.ndarray) -> None:
-        """Queue converted audio for the callback, minus what was already played late in its place."""
-        owed = self._late_samples - self._skipped_samples
+        """Queue converted audio for the callback, minus what was already played late in its place.
+
+        Late slots are paid back from the backlog of input that waited while they played.
+        Slots still owed once the worker has caught up had no input behind them (the input
+        stream stalled while the output ran on): they are forgiven and the output ring is
+        topped up to its headroom again; paying them from new input would make every
+        later block late too, for as long as the output runs.
+        """
+        late = self._late_samples
+        owed = late - self._skipped_samples
+        if owed > 0 and self._caught_up():
+            self._skipped_samples = late
+            self._out.write(self._pad[:max(0, self._pad.size - self._out.available)])
+            owed = 0
         if owed > 0:
             k = min(owed, y.size)
             self._skipped_samples += k
             y = y[k:]
         self._out.write(y)
+
+    def _caught_up(self) -> bool:
+        """No full input chunk or model block waits behind the one being emitted."""
+        return self._in.available < self.plan.in_block and self._staged.available < self.block
 
     def _sample_latency(self, waiting: int) -> None:
         """Queue seen by the block the worker takes now: the chunks waiting with it, the staged

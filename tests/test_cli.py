@@ -42,10 +42,13 @@ def test_a_package_of_two_extras_is_named_by_the_commands_own(monkeypatch, capsy
     assert "needs the 'train' extra: pip install 'evc[train]' (missing pyworld)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["bench", "latency", "--n", "0"], ["export", "--stage2", "a", "--vocoder", "b",
-                                                                     "--out", "c", "--block-frames", "x"]])
-def test_counts_must_be_positive_integers(argv, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "latency", "--n", "0"], "expected a positive integer, got '0'"),
+    (["export", "--stage2", "a", "--vocoder", "b", "--out", "c", "--block-frames", "x"],
+     "expected positive frame counts separated by commas, got 'x'"),
+])
+def test_counts_must_be_positive_integers(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert "expected a positive integer" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

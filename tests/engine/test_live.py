@@ -162,6 +162,33 @@ def test_separate_streams_wait_for_input_and_trim_a_growing_queue():
     assert s.trimmed == 2 and s.late == 0 and s._out.available == 2 * BLOCK
 
 
+def test_input_stall_costs_late_blocks_while_it_lasts_and_none_after():
+    """Separate streams: the input stops for 30 blocks while the output runs on.
+
+    Those slots have no input behind them, so nothing converted can ever be owed for them:
+    once input resumes the output must play conversions again, one block behind as before.
+    """
+    s = session(duplex=False)
+    ins, out = blocks(40), np.zeros((BLOCK, 1), np.float32)
+
+    def period(x):
+        s._input_callback(x, BLOCK, NO_TIMES, NO_FLAGS)
+        s._step()
+        s._output_callback(out, BLOCK, NO_TIMES, NO_FLAGS)
+
+    for x in ins[:5]:
+        period(x)
+    assert s.late == 0
+    for _ in range(30):
+        s._output_callback(out, BLOCK, NO_TIMES, NO_FLAGS)
+    stalled = s.late
+    assert stalled == 30 - 1  # the headroom block covered the first slot
+    for x in ins[5:]:
+        period(x)
+    assert s.late == stalled
+    np.testing.assert_array_equal(out[:, 0], 0.5 * ins[-2, :, 0])  # the delay is one block again
+
+
 def test_status_flags_are_counted():
     s = session()
     out = np.zeros((BLOCK, 1), np.float32)
@@ -549,6 +576,7 @@ class FakeSession:
     def __init__(self):
         self.converter = StandIn()
         self.running, self.started, self.stopped = False, False, False
+        self.checks = 0
         self.notes = ["the duplex stream started 300 ms behind its input: reopened as separate streams"]
 
     @property
@@ -566,6 +594,9 @@ class FakeSession:
 
     def start(self):
         self.running = self.started = True
+
+    def check(self):
+        self.checks += 1
 
     def stop(self):
         self.running, self.stopped = False, True
@@ -609,8 +640,20 @@ def test_run_live_quits_at_end_of_stdin_unless_a_duration_is_given():
     cli_live.run_live(s, NAMES, None, io.StringIO(""), io.StringIO())
     assert s.stopped and time.monotonic() - t0 < 1.0
     t0 = time.monotonic()
-    cli_live.run_live(FakeSession(), NAMES, 0.3, io.StringIO(""), io.StringIO())
-    assert time.monotonic() - t0 >= 0.3
+    s = FakeSession()
+    cli_live.run_live(s, NAMES, 0.3, io.StringIO(""), io.StringIO())
+    assert time.monotonic() - t0 >= 0.3 and s.checks >= 3
+
+
+def test_run_live_stops_the_session_when_its_device_vanishes():
+    class Vanishing(FakeSession):
+        def check(self):
+            raise EVCError("the audio device stopped calling back")
+
+    s = Vanishing()
+    with pytest.raises(EVCError, match="stopped calling back"):
+        cli_live.run_live(s, NAMES, 5.0, io.StringIO(""), io.StringIO())
+    assert s.stopped
 
 
 def test_status_line():
