@@ -1,7 +1,8 @@
 """Subcommands of the 'benchmarks' package, registered into `evc` by engine.cli.
 
     evc bench latency   per-block compute, RTF and stage shares per (block size, threads)
-    evc bench e2e       end-to-end delay through a private PulseAudio server
+    evc bench e2e       end-to-end delay through a private audio server (PulseAudio, PipeWire, JACK)
+    evc bench soak      live conversion for minutes: xruns, block times and memory per minute
     evc bench quality   MCD, emotion accuracy, strength (and its sweep), speaker similarity, F0,
                         DNSMOS on a corpus, by seen and unseen speakers
 """
@@ -20,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="bench", metavar="BENCH")
     kinds.required = True
     _latency(kinds.add_parser("latency", help="per-block compute of the streaming pipeline, RTF, stage shares"))
-    _e2e(kinds.add_parser("e2e", help="end-to-end delay through a private PulseAudio server"))
+    _e2e(kinds.add_parser("e2e", help="end-to-end delay through a private audio server"))
+    _soak(kinds.add_parser("soak", help="live conversion for minutes on end: xruns, block times, memory"))
     _quality(kinds.add_parser("quality", help="objective conversion quality against baselines on a corpus"))
 
 
@@ -58,7 +60,42 @@ def _e2e(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="length of each run, bypass and conversion (default 60)")
     p.add_argument("--period", type=float, default=1.0, help="seconds between clicks (default 1)")
     p.add_argument("--out", default="bench-out/e2e", metavar="DIR", help="where e2e.json/.png go")
+    _server_options(p)
     p.set_defaults(func=_handler("benchmarks.e2e"))
+
+
+def _server_options(p: argparse.ArgumentParser) -> None:
+    from benchmarks.servers import SERVERS
+
+    p.add_argument("--server", choices=SERVERS, default="pulse",
+                   help="the private audio server the engine plays through (default pulse)")
+    p.add_argument("--block-frames", type=positive_int, default=None, metavar="N",
+                   help="block size in frames, one the model has a step graph for (default: the model's own)")
+    p.add_argument("--server-period", type=positive_int, default=None, metavar="SAMPLES",
+                   help="the server's period (JACK) or quantum (PipeWire) in samples at the model's rate "
+                        "(default: 5 ms for JACK, 10 ms for PipeWire)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _soak(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="DIR", help="exported model directory (default: engine.yaml)")
+    p.add_argument("--minutes", type=_positive_float, default=60.0, help="length of the run (default 60)")
+    p.add_argument("--interval", type=_positive_float, default=60.0, metavar="S",
+                   help="seconds per record (default 60: one per minute)")
+    p.add_argument("--load", type=int, default=0, choices=range(0, 9), metavar="N",
+                   help="busy processes beside the engine, as on a user's machine (default 0)")
+    p.add_argument("--out", default="bench-out/soak", metavar="DIR", help="where soak.csv/.json/.png go")
+    _server_options(p)
+    p.set_defaults(func=_handler("benchmarks.soak"))
 
 
 def _count_or_all(text: str) -> int | None:

@@ -82,16 +82,15 @@ def quality_figure(kept: list, path: Path) -> Path | None:
 
 
 def e2e_figure(report: dict, path: Path) -> Path:
-    """Per run (bypass, conversion): each burst's delay over the run, and their histogram."""
+    """Per mode (wire, bypass, conversion): each burst's delay over the run, and their histogram."""
     plt = _pyplot()
-    runs = report["runs"]
-    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 2.6 * len(runs)), squeeze=False)
-    for (left, right), r in zip(axes, runs):
-        found = [b for b in r["bursts"] if b["delay_ms"] is not None]
-        t0 = r["bursts"][0]["capture_s"] if r["bursts"] else 0.0
+    modes = report["modes"]
+    fig, axes = plt.subplots(len(modes), 2, figsize=(11, 2.6 * len(modes)), squeeze=False)
+    for (left, right), m in zip(axes, modes):
+        found = [b for b in m["bursts"] if b["delay_ms"] is not None]
+        t0 = m["bursts"][0]["capture_s"] if m["bursts"] else 0.0
         left.plot([b["capture_s"] - t0 for b in found], [b["delay_ms"] for b in found], ".", ms=4)
-        left.set_title(f"{r['mode']}: {len(found)}/{len(r['bursts'])} bursts found, xruns {r['xruns']['total']}",
-                       fontsize=9)
+        left.set_title(f"{m['mode']}: {len(found)}/{len(m['bursts'])} bursts found", fontsize=9)
         left.set_ylabel("delay (ms)")
         if found:
             right.hist([b["delay_ms"] for b in found], bins=40)
@@ -101,7 +100,39 @@ def e2e_figure(report: dict, path: Path) -> Path:
         right.legend(fontsize=8)
     axes[-1, 0].set_xlabel("time in run (s)")
     axes[-1, 1].set_xlabel("delay (ms)")
-    fig.suptitle(f"{report['machine']['cpu']}: microphone to speaker through PulseAudio", fontsize=9)
+    s = report["session"]
+    fig.suptitle(f"{report['machine']['cpu']}: microphone to speaker through {report['server']}, "
+                 f"{report['block_ms']:g} ms blocks; xruns {s['xruns']['total']}, late {s['late']}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def soak_figure(report: dict, path: Path) -> Path:
+    """Per interval of a soak run: xruns/late/dropped, block times against the deadline, memory, fds."""
+    plt = _pyplot()
+    recs = report["records"]
+    t = [r["minute"] for r in recs]
+    fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    for key in ("xruns", "late", "dropped"):
+        axes[0].plot(t, [r[key] for r in recs], ".-", label=key)
+    axes[0].set_ylabel("count")
+    for key in ("p50_ms", "p99_ms", "max_ms"):
+        axes[1].plot(t, [r[key] for r in recs], ".-", label=key.replace("_ms", ""))
+    axes[1].axhline(report["block_ms"], color="tab:red", label="block (deadline)")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("block compute (ms)")
+    axes[2].plot(t, [r["rss_mib"] - recs[0]["rss_mib"] for r in recs], ".-", label="RSS")
+    axes[2].plot(t, [r["heap_mib"] - recs[0]["heap_mib"] for r in recs], ".-", label="Python heap")
+    axes[2].axhline(1.0, color="tab:red", label="limit (1 MiB)")
+    axes[2].set_ylabel("growth since\ninterval 1 (MiB)")
+    axes[3].plot(t, [r["fds"] for r in recs], ".-")
+    axes[3].set_ylabel("open fds")
+    axes[3].set_xlabel(f"interval ({report['interval_s']:g} s each)")
+    for ax in axes[:3]:
+        ax.legend(fontsize=8, loc="upper right")
+    verdict = "PASS" if not report["verdict"] else "FAIL"
+    fig.suptitle(f"soak through {report['server']}, load {report['load']}, {report['block_ms']:g} ms blocks: "
+                 f"{verdict} ({report['machine']['cpu']})", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

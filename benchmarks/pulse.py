@@ -48,9 +48,16 @@ INSTALL_HINT = "install pulseaudio and pulseaudio-utils (Debian/Ubuntu: apt-get 
 
 def unavailable() -> str | None:
     """Why a private PulseAudio server cannot serve PortAudio here, or None when it can."""
-    missing = [b for b in ("pulseaudio", "pactl", "parec") if shutil.which(b) is None]
-    if missing:
-        return f"{', '.join(missing)} not found: {INSTALL_HINT}"
+    return missing_programs(("pulseaudio", "pactl", "parec"), INSTALL_HINT) or missing_libraries()
+
+
+def missing_programs(programs: tuple[str, ...], hint: str) -> str | None:
+    missing = [b for b in programs if shutil.which(b) is None]
+    return f"{', '.join(missing)} not found: {hint}" if missing else None
+
+
+def missing_libraries() -> str | None:
+    """Why PortAudio cannot reach a PulseAudio-protocol server here (no PortAudio, no ALSA pulse plugin)."""
     if ctypes.util.find_library("portaudio") is None:
         return "the PortAudio library is not found (Debian/Ubuntu: apt-get install libportaudio2)"
     if not glob.glob("/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so") + glob.glob(
@@ -145,6 +152,10 @@ class Mic:
         """time.monotonic() at which sample index `sample` was captured."""
         return self.t0 + sample / self.rate
 
+    @property
+    def queued_samples(self) -> int:
+        return self._queue.size
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -193,8 +204,17 @@ class PulseServer:
     """A private server as our child process: `with PulseServer() as pa:`, then pa.mic, pa.record(),
     pa.env (the environment for client subprocesses) or pa.activate() (for this process)."""
 
-    def __init__(self, rate: int = 16000, chunk: int = 160):
-        self.rate, self.chunk = rate, chunk
+    name = "PulseAudio"
+    input_device = output_device = "pulse"
+    """The PortAudio devices (ALSA's pulse plugin) that reach the server activate() points at."""
+
+    @staticmethod
+    def unavailable() -> str | None:
+        return unavailable()  # the module's, looked up at call time (tests replace it)
+
+    def __init__(self, rate: int = 16000, chunk: int = 160, period: int | None = None):
+        """period: the microphone's write size in samples (default chunk, 10 ms at 16 kHz)."""
+        self.rate, self.chunk = rate, period or chunk
         self.dir: Path | None = None
         self.mic: Mic | None = None
         self._proc: subprocess.Popen | None = None
@@ -212,9 +232,9 @@ class PulseServer:
         return {**os.environ, **self.pulse_env}
 
     def start(self, timeout: float = START_TIMEOUT_S) -> PulseServer:
-        why = unavailable()
+        why = self.unavailable()
         if why:
-            raise EVCError(f"no PulseAudio: {why}")
+            raise EVCError(f"no {self.name}: {why}")
         self.dir = Path(tempfile.mkdtemp(prefix="evc-pulse-"))
         try:
             self._launch(timeout)
@@ -268,6 +288,15 @@ class PulseServer:
     def record(self) -> Recorder:
         return Recorder(self.env, self.rate)
 
+    def config(self, cfg):
+        """The engine settings for this server: as they are (PortAudio's 'low' latency suits it)."""
+        return cfg
+
+    def kill(self) -> None:
+        """SIGKILL the server, as when a desktop's sound server crashes under a running session."""
+        if self._proc is not None:
+            self._proc.kill()
+
     def stop(self) -> None:
         if self.mic is not None:
             self.mic.stop()
@@ -302,10 +331,14 @@ class PulseServer:
 
 def _reinit_portaudio() -> None:
     """PortAudio lists devices once, at initialisation: start it again so it sees this server."""
+    from engine.devices import portaudio_abandoned
+
     try:
         import sounddevice as sd
     except (ImportError, OSError):
         return  # no PortAudio: nothing to rescan; the caller reports it when it opens a stream
+    if portaudio_abandoned():
+        return  # Pa_Terminate would wait forever on the stream that hung
     sd._terminate()
     sd._initialize()
 
