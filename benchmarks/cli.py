@@ -57,8 +57,9 @@ def _latency(p: argparse.ArgumentParser) -> None:
 
 def _e2e(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="DIR", help="exported model directory (default: engine.yaml)")
-    p.add_argument("--seconds", type=float, default=60.0, help="length of each run, bypass and conversion (default 60)")
-    p.add_argument("--period", type=float, default=1.0, help="seconds between clicks (default 1)")
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help="seconds of bursts per mode (wire, bypass, conversion: interleaved in one run; default 60)")
+    p.add_argument("--period", type=float, default=1.0, help="seconds between bursts (default 1)")
     p.add_argument("--out", default="bench-out/e2e", metavar="DIR", help="where e2e.json/.png go")
     _server_options(p)
     p.set_defaults(func=_handler("benchmarks.e2e"))
@@ -74,6 +75,8 @@ def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-period", type=positive_int, default=None, metavar="SAMPLES",
                    help="the server's period (JACK) or quantum (PipeWire) in samples at the model's rate "
                         "(default: 5 ms for JACK, 10 ms for PipeWire)")
+    p.add_argument("--callbacks-per-block", type=positive_int, default=None, metavar="N",
+                   help="audio callbacks per model block (default: one per JACK period, else 1)")
 
 
 def _positive_float(text: str) -> float:

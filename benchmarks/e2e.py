@@ -38,6 +38,7 @@ import numpy as np
 
 from benchmarks.models import base_config, default_model, model_config
 from benchmarks.report import machine, machine_line, text_table, write_json
+from benchmarks.servers import DEFAULT_SETUP, LiveSetup
 from benchmarks.signals import click, click_train, probe_speech
 from engine.errors import EVCError
 
@@ -234,24 +235,27 @@ class Interleaved:
         return self.conv.stats()
 
 
-def run(model_dir: Path, seconds: float, period: float = 1.0, config: str | None = None, server: str = "pulse",
-        server_period: int | None = None, block_frames: int | None = None) -> dict:
+def run(model_dir: Path, seconds: float, period: float = 1.0, config: str | None = None,
+        setup: LiveSetup = DEFAULT_SETUP) -> dict:
     """Wire, bypass and conversion, burst by burst in one live stream through a private audio server."""
     from benchmarks.servers import audio_server
     from engine.live import LiveSession
 
-    cfg = model_config(base_config(config), model_dir, block_frames=block_frames)
+    cfg = model_config(base_config(config), model_dir, block_frames=setup.block_frames)
     conv = converter_with_probe(cfg)
     switch = Interleaved(conv)
-    with audio_server(server, conv.spec.sample_rate, server_period) as srv:
-        session = LiveSession(switch, srv.config(cfg), srv.input_device, srv.output_device)
+    with audio_server(setup.server, conv.spec.sample_rate, setup.server_period) as srv:
+        live_cfg = setup.engine_config(srv, cfg)
+        session = LiveSession(switch, live_cfg, srv.input_device, srv.output_device)
         stats, bursts = run_once(srv, session, len(MODES) * seconds, period)
         late_writes = srv.mic.late_writes
     played = modes_played(bursts, switch.onsets, period)
     modes = [{"mode": m, "delay": _delay_summary(b), "bursts": b}
              for m in MODES for b in [[x for x, y in zip(bursts, played) if y == m]]]
-    return {"benchmark": "e2e", "machine": machine(), "model": str(model_dir), "server": server,
-            "server_period": server_period, "block_ms": conv.spec.block_ms,
+    return {"benchmark": "e2e", "machine": machine(), "model": str(model_dir), "server": setup.server,
+            "server_period": setup.server_period, "block_ms": conv.spec.block_ms,
+            "callbacks_per_block": live_cfg.audio.callbacks_per_block,
+            "headroom_blocks": session.headroom // live_cfg.audio.callbacks_per_block,
             "algorithmic_latency_ms": conv.latency_ms, "period_s": period, "seconds_per_mode": seconds,
             "bursts_seen_by_engine": sum(m is not None for m in played), "bursts_played": len(bursts),
             "modes": modes, "added_ms": added_delays(modes),
@@ -337,10 +341,11 @@ def cmd(args) -> int:
     out = Path(args.out)
     if skipped("e2e", args.server, out):
         return 0
-    report = run(model, args.seconds, args.period, args.config, args.server, args.server_period, args.block_frames)
+    report = run(model, args.seconds, args.period, args.config, LiveSetup.from_args(args))
     print(machine_line(report["machine"]))
     print(f"delay in ms from microphone capture to speaker playback through {args.server}, {args.seconds:g} s per "
-          f"mode, a burst every {args.period:g} s; block {report['block_ms']:g} ms, algorithmic latency "
+          f"mode, a burst every {args.period:g} s; block {report['block_ms']:g} ms in {report['callbacks_per_block']} "
+          f"callback(s), {report['headroom_blocks']} block(s) of headroom, algorithmic latency "
           f"{report['algorithmic_latency_ms']:g} ms")
     print(table(report))
     print("engine's share (medians): " + ", ".join(

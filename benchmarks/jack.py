@@ -17,6 +17,7 @@ origin (the first cycle) and a delay is exact to the sample, whatever the wall c
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -231,8 +232,14 @@ class JackServer:
         return self._recorder
 
     def config(self, cfg):
-        """JACK calls back once per period, steadily: one block of headroom is enough."""
-        return cfg
+        """The engine settings for JACK: one callback per JACK period (where periods divide the
+        block), so a converted block plays from the next period, not a block later; one block
+        of headroom is enough, JACK calls back steadily. An engine.yaml that sets
+        audio.callbacks_per_block keeps its own."""
+        block = cfg.spec.block_samples
+        if cfg.audio.callbacks_per_block != 1 or block % self.period:
+            return cfg
+        return dataclasses.replace(cfg, audio=dataclasses.replace(cfg.audio, callbacks_per_block=block // self.period))
 
     def log_tail(self, lines: int = 3) -> str:
         try:

@@ -13,7 +13,9 @@ settings tuned for the server) and `kill()` (the server dies under a running ses
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from engine.errors import EVCError
 
@@ -55,3 +57,28 @@ def audio_server(name: str, rate: int, period: int | None = None):
         yield server
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class LiveSetup:
+    """How a live benchmark plays: through which server, with what period, block size and
+    callbacks per block (None: the server's period, the model's block, the server's choice)."""
+
+    server: str = "pulse"
+    server_period: int | None = None
+    block_frames: int | None = None
+    callbacks: int | None = None
+
+    @classmethod
+    def from_args(cls, args) -> LiveSetup:
+        return cls(args.server, args.server_period, args.block_frames, args.callbacks_per_block)
+
+    def engine_config(self, srv, cfg):
+        """cfg as the session through `srv` runs it: the server's tuning, then this setup's callbacks."""
+        cfg = srv.config(cfg)
+        if self.callbacks is None:
+            return cfg
+        return dataclasses.replace(cfg, audio=dataclasses.replace(cfg.audio, callbacks_per_block=self.callbacks))
+
+
+DEFAULT_SETUP = LiveSetup()

@@ -29,6 +29,7 @@ import numpy as np
 
 from benchmarks.models import base_config, default_model, model_config
 from benchmarks.report import machine, machine_line, write_json
+from benchmarks.servers import DEFAULT_SETUP, LiveSetup
 from benchmarks.signals import probe_speech
 
 TICK_S = 0.25
@@ -192,26 +193,27 @@ def soak(session, mic, intervals: int, interval_s: float, on_record=None) -> lis
 
 
 def run(model_dir: Path, minutes: float, interval_s: float, load: int, config: str | None,
-        server: str = "pulse", server_period: int | None = None, block_frames: int | None = None,
-        on_record=None) -> dict:
+        setup: LiveSetup = DEFAULT_SETUP, on_record=None) -> dict:
     """A soak run through a private server; the report dict (records as dicts, verdict)."""
     from benchmarks.e2e import converter_with_probe
     from benchmarks.servers import audio_server
     from engine.live import LiveSession
 
-    cfg = model_config(base_config(config), model_dir, block_frames=block_frames)
+    cfg = model_config(base_config(config), model_dir, block_frames=setup.block_frames)
     conv = converter_with_probe(cfg)
     intervals = max(1, round(minutes * 60.0 / interval_s))
     tracemalloc.start()
     try:
-        with busy(load), audio_server(server, conv.spec.sample_rate, server_period) as srv:
-            session = LiveSession(conv, srv.config(cfg), srv.input_device, srv.output_device)
+        with busy(load), audio_server(setup.server, conv.spec.sample_rate, setup.server_period) as srv:
+            live_cfg = setup.engine_config(srv, cfg)
+            session = LiveSession(conv, live_cfg, srv.input_device, srv.output_device)
             records = soak(session, srv.mic, intervals, interval_s, on_record)
             stats = session.stats()
     finally:
         tracemalloc.stop()
-    return {"benchmark": "soak", "machine": machine(), "model": str(model_dir), "server": server, "load": load,
-            "block_ms": conv.spec.block_ms, "interval_s": interval_s, "records": [asdict(r) for r in records],
+    return {"benchmark": "soak", "machine": machine(), "model": str(model_dir), "server": setup.server, "load": load,
+            "block_ms": conv.spec.block_ms, "callbacks_per_block": live_cfg.audio.callbacks_per_block,
+            "interval_s": interval_s, "records": [asdict(r) for r in records],
             "verdict": verdict(records), "devices": list(stats["devices"]), "notes": stats["notes"]}
 
 
@@ -252,8 +254,8 @@ def cmd(args) -> int:
     if skipped("soak", args.server, out):
         return 0
     print(machine_line(machine()), flush=True)
-    report = run(model, args.minutes, args.interval, args.load, args.config, args.server, args.server_period,
-                 args.block_frames, on_record=lambda r: print(line(r), flush=True))
+    report = run(model, args.minutes, args.interval, args.load, args.config, LiveSetup.from_args(args),
+                 on_record=lambda r: print(line(r), flush=True))
     csv_path = write_csv(report["records"], out / "soak.csv")
     png = soak_figure(report, out / "soak.png")
     print(f"wrote {write_json(out / 'soak.json', report)}, {csv_path} and {png}")

@@ -58,6 +58,7 @@ class AudioConfig:
     late_blocks: Literal["dry", "silence"] = "dry"
     max_queued_blocks: int = 4
     headroom_blocks: int = 1
+    callbacks_per_block: int = 1
     server: Literal["auto", "pulse", "pipewire", "jack"] = "auto"
 
 
@@ -101,6 +102,7 @@ class EngineConfig:
 _POSITIVE = {
     "signal.sample_rate", "signal.block_frames", "runtime.intra_op_threads",
     "runtime.inter_op_threads", "audio.max_queued_blocks", "audio.headroom_blocks",
+    "audio.callbacks_per_block",
 }
 _NON_NEGATIVE = {"signal.lookahead_frames", "bank.crossfade_blocks"}
 

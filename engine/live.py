@@ -140,9 +140,14 @@ class StreamPlan:
     duplex: bool
 
 
-def plan_streams(sd, model_rate: int, block: int, input_device, output_device, server: str = "auto") -> StreamPlan:
+def plan_streams(sd, model_rate: int, block: int, input_device, output_device, server: str = "auto",
+                 callbacks: int = 1) -> StreamPlan:
     """Resolve devices (None: audio.server's) and pick each side's rate: the model's if the device
-    takes it, else its default."""
+    takes it, else its default; each callback carries 1/callbacks of a model block."""
+    if block % callbacks:
+        raise EVCError(f"audio.callbacks_per_block = {callbacks} does not divide the model's block of "
+                       f"{block} samples")
+    block //= callbacks
     inp = resolve_device(input_device, "input") if input_device is not None else server_device(server, "input")
     out = resolve_device(output_device, "output") if output_device is not None else server_device(server, "output")
     in_rate = _rate(sd, inp, "input", model_rate)
@@ -190,10 +195,14 @@ class LiveSession:
             plan = plan_streams(sounddevice(), self.rate, self.block,
                                 cfg.audio.input_device if input_device is None else input_device,
                                 cfg.audio.output_device if output_device is None else output_device,
-                                cfg.audio.server)
+                                cfg.audio.server, cfg.audio.callbacks_per_block)
         self.plan = plan
-        self.max_queued = cfg.audio.max_queued_blocks
-        self.headroom = max(cfg.audio.headroom_blocks, SERVER_HEADROOM.get(cfg.audio.server, 1))
+        k = cfg.audio.callbacks_per_block
+        # queue and headroom are counted in callback chunks from here on
+        self.max_queued = k * cfg.audio.max_queued_blocks
+        self.headroom = k * max(cfg.audio.headroom_blocks, SERVER_HEADROOM.get(cfg.audio.server, 1))
+        self.trim_above = k * TRIM_ABOVE_BLOCKS
+        self.ring_slack = k * RING_SLACK_BLOCKS
         self.dry_when_late = cfg.audio.late_blocks == "dry"
         self.notes: list[str] = []
         self._streams: list = []
@@ -207,7 +216,7 @@ class LiveSession:
         self._build_buffers()
 
     def _build_buffers(self) -> None:
-        p, slack = self.plan, self.max_queued + RING_SLACK_BLOCKS + self.headroom
+        p, slack = self.plan, self.max_queued + self.ring_slack + self.headroom
         self._in = RingBuffer(slack * p.in_block)
         self._out = RingBuffer(slack * p.out_block)
         # the headroom the worker gets: converted blocks it may be behind the speaker's callbacks
@@ -215,7 +224,8 @@ class LiveSession:
         self._out.write(self._pad)
         self._chunk = np.zeros(p.in_block, np.float32)
         self._trim_buf = np.zeros(p.out_block, np.float32)
-        self._resampling = p.in_rate != self.rate or p.out_rate != self.rate
+        # staged: chunks are gathered into model blocks (callbacks carry part of a block, or resampled audio)
+        self._staging = p.in_rate != self.rate or p.out_rate != self.rate or p.in_block != self.block
         self._down = StreamResampler(p.in_rate, self.rate) if p.in_rate != self.rate else None
         self._up = StreamResampler(self.rate, p.out_rate) if p.out_rate != self.rate else None
         self._staged = RingBuffer(slack * self.block)
@@ -280,7 +290,7 @@ class LiveSession:
         if self._dry_ok and frames == self._dry_buf.size:
             self._dry.read(self._dry_buf)
             dry = self._dry_buf
-        if self._out.available >= frames + TRIM_ABOVE_BLOCKS * self.plan.out_block:
+        if self._out.available >= frames + self.trim_above * self.plan.out_block:
             self._out.read(self._trim_buf)  # two devices' clocks drift apart: keep the queue short
             self.trimmed += 1
         self._play(out, frames, dry)
@@ -325,8 +335,8 @@ class LiveSession:
             self._drop()
         self._sample_latency(min(waiting, self.max_queued))
         self._in.read(self._chunk)
-        if self._resampling:
-            self._convert_resampled(self._chunk)
+        if self._staging:
+            self._convert_staged(self._chunk)
         else:
             self._emit(self.converter.process(self._chunk))
             self.blocks += 1
@@ -342,7 +352,7 @@ class LiveSession:
         self.dropped += 1
         self._skipped_samples += self.plan.out_block
 
-    def _convert_resampled(self, chunk: np.ndarray) -> None:
+    def _convert_staged(self, chunk: np.ndarray) -> None:
         self._staged.write(self._down.process(chunk) if self._down else chunk)
         while self._staged.available >= self.block:
             self._staged.read(self._block_buf)

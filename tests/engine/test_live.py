@@ -416,6 +416,38 @@ def test_device_refusing_16k_runs_at_its_rate_with_resampling(fake_sd):
     assert s.late == 0
 
 
+@pytest.mark.parametrize("duplex", [True, False])
+def test_two_callbacks_per_block_play_a_block_half_a_block_sooner(duplex):
+    """Callbacks of half a block: a block plays from the callback after it is converted.
+
+    With one callback per block, played block k is input block k - 1 (a block of headroom,
+    test_duplex_blocks_flow...); here played chunk c is input chunk c - 2, i.e. the
+    delay from a block's first sample to its playback shrinks from 2 blocks to 1.5.
+    """
+    half = BLOCK // 2
+    s = LiveSession(StandIn(), config(callbacks_per_block=2), plan=plan(duplex, block=half))
+    ins, out, played = blocks(40, half), np.zeros((half, 1), np.float32), []
+    for x in ins:
+        if duplex:
+            s._duplex_callback(x, out, half, NO_TIMES, NO_FLAGS)
+        else:
+            s._input_callback(x, half, NO_TIMES, NO_FLAGS)
+            s._output_callback(out, half, NO_TIMES, NO_FLAGS)
+        played.append(out[:, 0].copy())
+        s._step()
+    assert not np.concatenate(played[:2]).any()  # a block of headroom, in two pieces
+    for c in range(2, 40):
+        np.testing.assert_array_equal(played[c], 0.5 * ins[c - 2, :, 0])
+    assert (s.late, s.dropped, s.blocks, s.converter.calls) == (0, 0, 20, 20)
+
+
+def test_callbacks_per_block_must_divide_the_block(fake_sd):
+    sd = fake_sd()
+    assert live.plan_streams(sd, RATE, BLOCK, None, None, callbacks=4).in_block == BLOCK // 4
+    with pytest.raises(EVCError, match="audio.callbacks_per_block = 3 does not divide the model's block of 320"):
+        live.plan_streams(sd, RATE, BLOCK, None, None, callbacks=3)
+
+
 def test_plan_falls_back_and_refuses_with_one_line(fake_sd):
     sd = fake_sd(rates={44100}, devices=[
         {"name": "mic", "index": 0, "hostapi": 0, "max_input_channels": 1, "max_output_channels": 0,
