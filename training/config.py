@@ -33,6 +33,10 @@ class StageConfig:
     # At most this many utterances of the split, evenly spread (the vocoder's envelope
     # targets cost 0.3 s of WORLD analysis each); None: all.
     max_utterances: int | None = None
+    # Microphone realism on the training inputs (training.data.augment.Degradation's fields
+    # that differ from its defaults; {} takes them all); None: clean inputs. Not for the vocoder,
+    # whose input is the generator's mel, never a microphone's.
+    augment: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,23 @@ def _stage(name: str, data: dict) -> StageConfig:
         raise ConfigError(f"stages.{name}: {e}") from None
     if stage.max_utterances is not None and stage.max_utterances <= 0:
         raise ConfigError(f"stages.{name}.max_utterances: must be positive")
+    if stage.augment is not None:
+        degradation(name, stage.augment)
     if stage.steps <= 0 or stage.batch_size <= 0 or stage.segment_frames <= 0 or stage.lr <= 0:
         raise ConfigError(f"stages.{name}: steps, lr, batch_size and segment_frames must be positive")
     return stage
+
+
+def degradation(stage: str, fields: dict):
+    """training.data.augment.Degradation from a stage's `augment` mapping (lists become ranges)."""
+    from training.data.augment import Degradation
+
+    if stage == "vocoder":
+        raise ConfigError("stages.vocoder.augment: the vocoder's input is the generator's mel, not a microphone's")
+    try:
+        return Degradation(**{k: tuple(v) if isinstance(v, list) else v for k, v in (fields or {}).items()})
+    except TypeError as e:
+        raise ConfigError(f"stages.{stage}.augment: {e}") from None
 
 
 def _speaker(name) -> str:

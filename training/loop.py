@@ -26,7 +26,7 @@ from training import losses as L
 from training import metrics
 from training.build import build_models
 from training.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
-from training.config import StageConfig, TrainConfig
+from training.config import StageConfig, TrainConfig, degradation
 from training.data.batches import VALIDATION, MelCorpus, draw_batch
 from training.data.esd import scan
 from training.logger import RunLogger
@@ -264,8 +264,9 @@ def _corpus(data, spec: SignalSpec, split: str, cfg: TrainConfig, stage: str) ->
     the vocoder stage loads its envelope targets, on at most scfg.max_utterances utterances."""
     scfg = cfg.stages[stage]
     order = (cfg.models.get("vocoder") or {}).get("order", 128) if stage == "vocoder" else None
+    augment = degradation(stage, scfg.augment) if scfg.augment is not None and split == "train" else None
     corpus = MelCorpus(data, spec, split, training_speakers(data, cfg), envelope_order=order,
-                       jobs=cfg.analysis_jobs, limit=scfg.max_utterances)
+                       jobs=cfg.analysis_jobs, limit=scfg.max_utterances, augment=augment)
     if not len(corpus):
         raise ConfigError(f"{data}: no {split} utterance of the training speakers")
     return corpus

@@ -17,6 +17,7 @@ from engine.audio import load_audio
 from engine.pitch import pitch_offline
 from engine.signal import EMOTIONS, SignalSpec
 from training.data.analysis import analyse_files, cache_dir, delayed, delayed_pitch, silent_envelope
+from training.data.augment import Degradation, degrade
 from training.data.esd import Utterance, scan
 from training.data.pitch import deemotionalised, neutral_registers
 from training.features import LogMel
@@ -64,20 +65,25 @@ class MelCorpus:
     With the spec's lookahead of L frames, frame k of the model renders hop k - L: the
     targets (pitch, envelope, and the audio the vocoder is compared with) are delayed by L
     frames, while the inputs (mel, pitch_in) stay as the engine computes them.
+
+    With `augment`, training batches take their inputs from a degraded copy of the crop
+    (degraded_inputs); the targets stay clean.
     """
 
     def __init__(self, root: str | Path, spec: SignalSpec, split: str, speakers=None,
-                 envelope_order: int | None = None, jobs: int = 1, limit: int | None = None):
+                 envelope_order: int | None = None, jobs: int = 1, limit: int | None = None,
+                 augment: Degradation | None = None):
         self.spec = spec
+        self.augment = augment
+        self._logmel = LogMel(spec)
         self.utts: list[Utterance] = scan(root, speakers=speakers, splits=[split])
         if limit is not None:
             keep = np.linspace(0, len(self.utts) - 1, min(limit, len(self.utts))).round().astype(int)
             self.utts = [self.utts[i] for i in sorted(set(keep))]
         paths = [u.path for u in self.utts]
-        logmel = LogMel(spec)
         self.audio = [load_audio(p, spec.sample_rate) for p in paths]
         with torch.no_grad():
-            self.mels = [logmel(torch.from_numpy(a)[None])[0] for a in self.audio]
+            self.mels = [self._logmel(torch.from_numpy(a)[None])[0] for a in self.audio]
         self.pitch_in = self._registered([pitch_offline(a, spec) for a in self.audio])
         lag = spec.lookahead_frames
         self.pitch = [torch.from_numpy(delayed_pitch(p, lag))
@@ -95,8 +101,26 @@ class MelCorpus:
     def _registered(self, pitches: list[np.ndarray]) -> list[torch.Tensor]:
         """Tracker features with each speaker's neutral register (training.data.pitch)."""
         speakers = [u.speaker for u in self.utts]
-        registers = neutral_registers(pitches, speakers, [u.label == 0 for u in self.utts])
-        return [torch.from_numpy(deemotionalised(p, registers.get(s))) for p, s in zip(pitches, speakers)]
+        self._registers = neutral_registers(pitches, speakers, [u.label == 0 for u in self.utts])
+        return [torch.from_numpy(deemotionalised(p, self._registers.get(s))) for p, s in zip(pitches, speakers)]
+
+    def degraded_inputs(self, i: int, frames: int, start: int, rng: np.random.Generator):
+        """(mel (n_mels, frames), pitch_in (4, frames)) of utterance i's crop as a microphone records it.
+
+        The crop is degraded with AUGMENT_CONTEXT_FRAMES before it (zeros before the
+        utterance, as the engine's stream starts) so that the analysis windows and the
+        tracker's state of its first frames see degraded audio too; babble comes from
+        other utterances of the split.
+        """
+        hop, ctx = self.spec.hop, AUGMENT_CONTEXT_FRAMES
+        padded = np.pad(self.audio[i], (ctx * hop, frames * hop))
+        segment = padded[start * hop:(start + ctx + frames) * hop]
+        others = [self.audio[int(j)] for j in rng.integers(len(self.audio), size=BABBLE_POOL)]
+        y, _ = degrade(segment, self.spec.sample_rate, rng, self.augment, others)
+        with torch.no_grad():
+            mel = self._logmel(torch.from_numpy(y)[None])[0, :, ctx:]
+        pitch = deemotionalised(pitch_offline(y, self.spec), self._registers.get(self.utts[i].speaker))
+        return mel, torch.from_numpy(pitch[:, ctx:])
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -147,8 +171,12 @@ def _partner(rng, labels, speakers, i, same_label: bool) -> int:
     return int(pool[rng.integers(len(pool))])
 
 
-TRAIN, VALIDATION = 0, 1
-"""Independent random streams for training and validation batches."""
+TRAIN, VALIDATION, AUGMENT = 0, 1, 2
+"""Independent random streams for training and validation batches, and for degrading training inputs."""
+AUGMENT_CONTEXT_FRAMES = 20
+"""Frames degraded and analysed before a crop (200 ms at 10 ms hops: the longest analysis window and
+the pitch tracker's settling)."""
+BABBLE_POOL = 6
 
 
 def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step: int,
@@ -158,9 +186,13 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
     present = [k for k, idx in enumerate(corpus.by_label) if len(idx)]
     chosen = [int(rng.choice(corpus.by_label[present[b % len(present)]])) for b in range(batch_size)]
     items = []
-    for i in chosen:
+    for b, i in enumerate(chosen):
         n = corpus.mels[i].shape[1]
-        items.append(corpus.item(i, frames, int(rng.integers(max(1, n - frames + 1)))))
+        start = int(rng.integers(max(1, n - frames + 1)))
+        items.append(corpus.item(i, frames, start))
+        if corpus.augment is not None and stream == TRAIN:
+            items[-1]["mel"], items[-1]["pitch_in"] = corpus.degraded_inputs(
+                i, frames, start, np.random.default_rng([seed, AUGMENT, step, rank, b]))
     labels, speakers = corpus.labels[chosen], corpus.speakers[chosen]
     idx = range(batch_size)
     stacked = {k: torch.stack([it[k] for it in items]) for k in ("mel", "audio", "pitch_in", "pitch", "envelope")}
