@@ -26,7 +26,7 @@ from benchmarks.cache import Cache, digest, files_key
 from benchmarks.fitting import check, corpus_evaluators
 from benchmarks.pool import parallel_map
 from benchmarks.report import machine, machine_line, write_json
-from benchmarks.scoring import SCORING_VERSION, Task, init_worker, score_task
+from benchmarks.scoring import DEGRADATION, SCORING_VERSION, Task, init_worker, score_task
 from benchmarks.systems import CORPUS_ONLY, SYSTEMS_VERSION
 from benchmarks.trials import first_per_speaker, make_trials, speaker_group
 from engine.errors import EVCError
@@ -36,7 +36,8 @@ from engine.errors import EVCError
 class Options:
     """split: where trials come from; limit: source sentences per speaker (None: all); mos_limit,
     sweep: sentences per speaker scored by DNSMOS / swept (None: all, 0: none); keep: trials whose
-    audio comes back for the figure; trained: the model's training speakers (None: unknown)."""
+    audio comes back for the figure; trained: the model's training speakers (None: unknown);
+    degrade: the systems hear each source through noise and a room (scoring.DEGRADATION)."""
 
     split: str = "test"
     limit: int | None = None
@@ -45,6 +46,7 @@ class Options:
     sweep: int | None = 1
     keep: int = 0
     trained: tuple[str, ...] | None = None
+    degrade: bool = False
     cache: Cache = field(default_factory=lambda: Cache(None))
 
 
@@ -53,9 +55,11 @@ def _subset(trials: list, n: int | None) -> set[int]:
     return set(range(len(trials))) if n is None else set(first_per_speaker(trials, n))
 
 
-def _trial_key(trial, root: Path, mos: bool) -> str:
-    return digest({"files": files_key([trial.source.path, trial.reference.path, trial.target.path], root),
-                   "mos": mos})
+def _trial_key(trial, root: Path, mos: bool, degrade: bool) -> str:
+    key = {"files": files_key([trial.source.path, trial.reference.path, trial.target.path], root), "mos": mos}
+    if degrade:
+        key["degrade"] = repr(DEGRADATION)
+    return digest(key)
 
 
 class _RowCache:
@@ -85,9 +89,9 @@ def _tasks(trials: list, names: list[str], root: Path, opts: Options, stored: _R
     mos, sweep = _subset(trials, opts.mos_limit), _subset(trials, opts.sweep)
     tasks, keys = [], []
     for i, trial in enumerate(trials):
-        key = _trial_key(trial, root, i in mos)
+        key = _trial_key(trial, root, i in mos, opts.degrade)
         todo = tuple(n for n in names if i < opts.keep or stored.get(n, key) is None)
-        tasks.append(Task(i, trial, todo, mos=i in mos, sweep=i in sweep, keep=i < opts.keep))
+        tasks.append(Task(i, trial, todo, mos=i in mos, sweep=i in sweep, keep=i < opts.keep, degrade=opts.degrade))
         keys.append(key)
     return tasks, keys
 
@@ -149,6 +153,7 @@ def run(data: str | Path, systems: dict, opts: Options, echo=print) -> tuple[dic
     rows, sweep, kept, reused = score(trials, systems, evals, gt, root, opts, evals_key, speaker.name)
     t_end = time.perf_counter()
     report = {"benchmark": "quality", "machine": machine(), "corpus": str(root.resolve()), "split": opts.split,
+              "degraded_sources": repr(DEGRADATION) if opts.degrade else None,
               "trials": len(trials), "training_speakers": list(opts.trained) if opts.trained else None,
               "evaluators": ev_report, "metrics": METRICS, "results": tables.aggregate(rows),
               "sweep": tables.aggregate_sweep(sweep) if sweep else {}, "rows": rows, "sweep_rows": sweep,
@@ -189,7 +194,7 @@ def _options(args, trained) -> Options:
 
     cache = Cache(None if args.no_cache else (args.cache or default_dir()))
     return Options(split=args.split, limit=args.limit, jobs=args.jobs or os.cpu_count(), keep=args.examples,
-                   mos_limit=args.mos_limit, sweep=args.sweep, trained=trained, cache=cache)
+                   mos_limit=args.mos_limit, sweep=args.sweep, trained=trained, degrade=args.degrade, cache=cache)
 
 
 def _systems(args) -> tuple[dict, list[str], Path | None]:

@@ -8,6 +8,7 @@ more than everything else together), and returns plain rows.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,7 @@ from benchmarks.metrics import f0_rmse_cents, mcd, voicing_agreement
 from benchmarks.naturalness import COLUMNS as MOS_COLUMNS
 from benchmarks.systems import RENDERS_TARGET
 from benchmarks.trials import Trial
+from training.data.augment import Degradation, degrade
 
 SCORING_VERSION = 3  # 2: reference rows scored against the target's own strength; 3: voicing agreement
 """Bump when a measurement changes: cached rows are keyed on it."""
@@ -34,6 +36,7 @@ class Task:
     mos: bool = False
     sweep: bool = False
     keep: bool = False
+    degrade: bool = False
 
 
 @dataclass
@@ -92,10 +95,22 @@ def _strength(w: _Worker, utt, audio: np.ndarray) -> float:
 
 
 def _fixed(w: _Worker, trial: Trial, audio: dict, names) -> _Fixed:
+    """The source's analysis and speaker are the clean source's, also where the systems hear it degraded."""
     strength = {"reference": _strength(w, trial.reference, audio["reference"])}
     if any(n in RENDERS_TARGET for n in names):
         strength["target"] = _strength(w, trial.target, audio["target"])
-    return _Fixed(analyse(audio["target"]), analyse(audio["source"]), w.speaker.embed(audio["source"]), strength)
+    source = audio.get("clean_source", audio["source"])
+    return _Fixed(analyse(audio["target"]), analyse(source), w.speaker.embed(source), strength)
+
+
+DEGRADATION = Degradation(snr_db=(20.0, 20.0), reverb_p=1.0, clip_p=0.0)
+"""`evc bench quality --degrade`: noise at 20 dB SNR and a generated room on every source; the
+rest (room size, noise kind, capsule, level) drawn per source sentence."""
+
+
+def degraded(x: np.ndarray, utt_id: str) -> np.ndarray:
+    """x as a microphone in a room records it, the same for a sentence in every run."""
+    return degrade(x, SR, np.random.default_rng(zlib.crc32(utt_id.encode())), DEGRADATION)[0]
 
 
 def measure(w: _Worker, converted: np.ndarray, trial: Trial, fixed: _Fixed, mos: bool, intent: str) -> dict:
@@ -134,6 +149,9 @@ def score_task(task: Task) -> Result:
     """Run and measure task.systems on task.trial (in a worker set up by init_worker)."""
     w, trial = _WORKER, task.trial
     audio = {k: _load(getattr(trial, k)) for k in ("source", "reference", "target")}
+    if task.degrade:
+        audio["clean_source"] = audio["source"]
+        audio["source"] = degraded(audio["source"], trial.source.utt_id)
     if task.sweep and trial.neutral is not None:
         audio["neutral"] = _load(trial.neutral)
     fixed = _fixed(w, trial, audio, task.systems)

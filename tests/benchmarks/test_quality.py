@@ -267,3 +267,25 @@ def test_cli_without_a_model_scores_references_and_baselines_and_says_so(corpus,
     report = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert set(report["results"]) == set(systems.CORPUS_ONLY) and report["sweep"] == {}
     assert not (tmp_path / "out" / "quality.png").exists()
+
+
+def test_degraded_sources_reach_the_systems_and_the_clean_source_stays_the_yardstick(corpus, cache_dir, toy_cfg):
+    clean = {r["source"]: r for r in _run(corpus, cache_dir, toy_cfg, keep=0, sweep=0, mos_limit=0)[0]["rows"]
+             if r["system"] == "zero effort"}
+    report, _, _ = _run(corpus, cache_dir, toy_cfg, keep=0, sweep=0, mos_limit=0, degrade=True)
+    assert "snr_db=(20.0, 20.0)" in report["degraded_sources"]
+    noisy = [r for r in report["rows"] if r["system"] == "zero effort"]
+    assert noisy and all(r["speaker_cos"] < 0.999 for r in noisy)  # the degraded source against the clean one
+    assert all(clean[r["source"]]["speaker_cos"] > 0.999 for r in noisy)
+    # per sentence a lucky capsule EQ can bring one closer: noise and rooms cost on average
+    assert np.mean([r["mcd_db"] for r in noisy]) > np.mean([clean[r["source"]]["mcd_db"] for r in noisy]) + 0.5
+    perfect = [r for r in report["rows"] if r["system"] == PERFECT]
+    assert all(r["mcd_db"] == 0.0 for r in perfect)  # targets stay clean
+
+
+def test_a_degraded_sentence_is_the_same_in_every_run():
+    from benchmarks.scoring import degraded
+
+    x = np.sin(2 * np.pi * 150 * np.arange(16000) / 16000).astype(np.float32) * 0.3
+    assert degraded(x, "0011_000351").tobytes() == degraded(x, "0011_000351").tobytes()
+    assert not np.array_equal(degraded(x, "0011_000351"), degraded(x, "0011_000352"))
