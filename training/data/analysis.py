@@ -61,7 +61,8 @@ def cache_dir() -> Path:
     return Path(root) / "evc" / "analysis"
 
 
-def _pyworld():
+def load_pyworld():
+    """The pyworld module, imported quietly."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld's own pkg_resources deprecation warning
         import pyworld
@@ -70,7 +71,7 @@ def _pyworld():
 
 
 def _world_f0(x: np.ndarray, sr: int):
-    pw = _pyworld()
+    pw = load_pyworld()
     f0, t = pw.dio(x, sr, f0_floor=F0_FLOOR, f0_ceil=F0_CEIL, frame_period=ANALYSIS_PERIOD_MS)
     return pw.stonemask(x, f0, t, sr), t
 
@@ -104,7 +105,7 @@ def envelope_cepstra(sp: np.ndarray, ap: np.ndarray, voiced: np.ndarray, order: 
 
 def envelope_targets(audio: np.ndarray, spec: SignalSpec, order: int) -> np.ndarray:
     """audio (N,) -> (2 * order, N // hop) float32 filter cepstra, see module docstring."""
-    pw = _pyworld()
+    pw = load_pyworld()
     x = np.asarray(audio, np.float64)
     f0, t = _world_f0(x, spec.sample_rate)
     fft_size = 2 * ENVELOPE_FFT
