@@ -76,7 +76,7 @@ def _server_options(p: argparse.ArgumentParser) -> None:
                    help="the server's period (JACK) or quantum (PipeWire) in samples at the model's rate "
                         "(default: 5 ms for JACK, 10 ms for PipeWire)")
     p.add_argument("--callbacks-per-block", type=positive_int, default=None, metavar="N",
-                   help="audio callbacks per model block (default: one per JACK period, else 1)")
+                   help="audio callbacks per model block (default: 2 through JACK, else 1)")
 
 
 def _positive_float(text: str) -> float:
