@@ -20,7 +20,7 @@ from support.corpus import SENTENCES
 from support.corpus import SPEAKERS as N_SPEAKERS
 from training.corpus import espeak
 from training.corpus.espeak import Espeak, EspeakBinary
-from training.corpus.profiles import PROFILES, SPEAKERS, render, ssml
+from training.corpus.profiles import CORPUS_SPEAKERS, PROFILES, SPEAKERS, render, ssml
 from training.corpus.sentences import sentences
 from training.corpus.synth import _prepare_out, synthesize_corpus
 from training.data.esd import scan, split_of
@@ -170,7 +170,8 @@ def test_non_empty_output_dir_is_refused(tmp_path, capsys):
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("args", [["--jobs", "0"], ["--speakers", "13"], ["--sentences", "0"]])
+@pytest.mark.parametrize("args", [["--jobs", "0"], ["--speakers", str(len(CORPUS_SPEAKERS) + 1)],
+                                  ["--sentences", "0"]])
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args):
     code = main(["corpus", "synth", str(tmp_path / "new"), *args])
     err = capsys.readouterr().err.strip()

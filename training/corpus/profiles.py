@@ -39,6 +39,48 @@ SPEAKERS: tuple[Speaker, ...] = (
 
 
 @dataclass(frozen=True)
+class Timbre:
+    """A speaker made from a voice through WORLD (training.corpus.world_render): formant warp,
+    register (an F0 factor) and breathiness in [0, 1)."""
+
+    warp: float = 1.0
+    register: float = 1.0
+    breath: float = 0.0
+
+
+NEUTRAL_TIMBRE = Timbre()
+
+
+@dataclass(frozen=True)
+class FestivalSpeaker:
+    """A Festival voice (its name without 'voice_', training.corpus.festival) and the timbre that
+    makes it a speaker of its own."""
+
+    voice: str
+    timbre: Timbre = NEUTRAL_TIMBRE
+
+
+FESTIVAL_VOICES: tuple[str, ...] = (
+    "czech_dita", "czech_krb", "czech_machac", "czech_ph", "lp_diphone", "pc_diphone", "suo_fi_lj_diphone",
+    "hy_fi_mv_diphone", "msu_ru_nsh_clunits", "upc_ca_ona_hts",
+)
+"""Debian's Festival voices recorded from real people (festvox-czech-{dita,krb,machac,ph},
+festvox-ita{lp,pc}16k, festvox-suopuhe-{lj,mv}, festvox-ru, festvox-ca-ona-hts), each reading the
+English sentences with its own letter-to-sound rules. Not the Indic festvox-{hi,mr,te}-nsk
+(Debian 12): they lack their *_phones.scm and render nothing, and once the Telugu one is
+installed Festival cannot load its default voice, so every voice fails."""
+TIMBRE_VARIANTS: tuple[Timbre, ...] = (Timbre(warp=1.08, register=1.12), Timbre(warp=0.93, register=0.9, breath=0.25))
+"""Each voice also gives two speakers of their own: a shorter vocal tract and higher register, and a
+longer, lower, breathier one (8 % warps: a formant shift a listener hears as another person)."""
+FESTIVAL_SPEAKERS: tuple[FestivalSpeaker, ...] = (
+    tuple(FestivalSpeaker(v) for v in FESTIVAL_VOICES)
+    + tuple(FestivalSpeaker(v, t) for t in TIMBRE_VARIANTS for v in FESTIVAL_VOICES))
+CORPUS_SPEAKERS: tuple[Speaker | FestivalSpeaker, ...] = SPEAKERS + FESTIVAL_SPEAKERS
+"""Corpus speakers 0011, 0012, ... in this order: the espeak voices first, so that a corpus of at most
+12 speakers is the espeak-only corpus of version 2."""
+
+
+@dataclass(frozen=True)
 class Profile:
     """Full-strength offsets: pitch and range in %, rate in %, gain in dB, tilt in [-1, 1] (+ brighter)."""
 
@@ -94,16 +136,22 @@ def tilt_filter(x: np.ndarray, tilt: float) -> np.ndarray:
     return lfilter(b, a, x)
 
 
-def render(samples: np.ndarray, rate: int, speaker: Speaker, profile: Profile, strength: float) -> np.ndarray:
-    """espeak int16 samples at `rate` → (N,) float32 at 16 kHz with timbre, tilt and loudness applied.
-
-    The timbre warp reinterprets the signal as sampled at rate·warp before resampling
-    to 16 kHz, which scales every frequency (formants and pitch) by warp.
-    """
+def to_corpus_rate(samples: np.ndarray, rate: int, warp: float = 1.0) -> np.ndarray:
+    """int16 samples at `rate` → (N,) float64 at 16 kHz, every frequency (formants and pitch) scaled
+    by warp: the signal is reinterpreted as sampled at rate·warp before resampling."""
     x = samples.astype(np.float64) / 32768.0
-    src = 50 * round(rate * speaker.warp / 50)  # a multiple of 50 Hz keeps the polyphase ratio small (fast)
+    src = 50 * round(rate * warp / 50)  # a multiple of 50 Hz keeps the polyphase ratio small (fast)
     g = np.gcd(src, SAMPLE_RATE)
-    x = resample_poly(x, SAMPLE_RATE // g, src // g)
+    return resample_poly(x, SAMPLE_RATE // g, src // g)
+
+
+def render(samples: np.ndarray, rate: int, speaker: Speaker, profile: Profile, strength: float) -> np.ndarray:
+    """espeak int16 samples at `rate` → (N,) float32 at 16 kHz with timbre, tilt and loudness applied."""
+    return finish(to_corpus_rate(samples, rate, speaker.warp), profile, strength)
+
+
+def finish(x: np.ndarray, profile: Profile, strength: float) -> np.ndarray:
+    """(N,) float64 at 16 kHz → float32 with the profile's tilt and loudness at `strength`, limited to 0.98."""
     x = tilt_filter(x, profile.tilt * strength)
     rms = np.sqrt(np.mean(x ** 2)) + 1e-12
     x *= 10 ** ((TARGET_RMS_DB + profile.gain_db * strength) / 20) / rms

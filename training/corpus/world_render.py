@@ -18,27 +18,13 @@ voiced F0 is moved, so silence and consonants keep their place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from training.corpus.profiles import Profile, prosody
+from training.corpus.profiles import NEUTRAL_TIMBRE, Profile, Timbre, prosody
 from training.data.analysis import load_pyworld
 
 FRAME_MS = 5.0
 F0_FLOOR, F0_CEIL = 50.0, 700.0
-
-
-@dataclass(frozen=True)
-class Timbre:
-    """A speaker made from a voice: warp of the formants, register (F0 factor), breathiness in [0, 1)."""
-
-    warp: float = 1.0
-    register: float = 1.0
-    breath: float = 0.0
-
-
-NEUTRAL_TIMBRE = Timbre()
 
 
 def analyse(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
