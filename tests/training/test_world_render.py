@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from training.corpus.profiles import PROFILES, Profile
-from training.corpus.world_render import Timbre, analyse, impose
+from training.corpus.profiles import PROFILES, Profile, Timbre
+from training.corpus.world_render import analyse, impose
 
 pytest.importorskip("pyworld")
 RATE = 16000
