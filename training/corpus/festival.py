@@ -52,7 +52,8 @@ class Festival:
         if self.path is None or festival is None:
             raise EVCError("Festival voices need the festival program: apt-get install festival festvox-...")
         banner = subprocess.run([festival, "--version"], capture_output=True, text=True, timeout=TIMEOUT_S)
-        self.version = banner.stdout.strip().splitlines()[0] if banner.stdout.strip() else "festival"
+        first = banner.stdout.strip().splitlines()[0] if banner.stdout.strip() else "festival"
+        self.version = first.split(": ", 1)[-1]  # without the program's path: a recipe names no machine
 
     def voices(self) -> list[str]:
         """The installed voices Festival knows (reserved ones left out)."""
