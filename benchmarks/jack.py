@@ -49,6 +49,15 @@ def unavailable() -> str | None:
     return None
 
 
+SERVER_NAME = "evc-private"
+"""One name for every private server: JACK keeps a small table of servers in shared memory and
+frees a SIGKILLed server's entry only when a server of the same name registers. With a name
+per run, seven killed servers (the kill-mid-run test) left no room and jackd failed to start
+on the machine until /dev/shm/jack-shm-registry was removed. Two benchmarks cannot share a
+machine's JACK at once: the second one's server fails to start, and says so. Not the harness
+client's name (evc-bench): a server named like its client hid PortAudio's JACK host API."""
+
+
 class JackMic:
     """The harness's microphone: queued audio, else silence, one JACK period at a time."""
 
@@ -121,7 +130,7 @@ class JackServer:
     def __init__(self, rate: int = 16000, chunk: int = 160, period: int | None = None):
         self.rate = rate
         self.period = period or rate // 200  # 5 ms
-        self.server_name = f"evc-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+        self.server_name = SERVER_NAME
         self.dir: str | None = None
         self.mic: JackMic | None = None
         self.input_device: int | None = None
