@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from benchmarks.pulse import _end, _reinit_portaudio
+from benchmarks.pulse import QueuedMic, _end, _reinit_portaudio
 from engine.errors import EVCError
 
 HOST_API = "JACK Audio Connection Kit"
@@ -58,45 +58,15 @@ machine's JACK at once: the second one's server fails to start, and says so. Not
 client's name (evc-bench): a server named like its client hid PortAudio's JACK host API."""
 
 
-class JackMic:
-    """The harness's microphone: queued audio, else silence, one JACK period at a time."""
-
-    def __init__(self, rate: int):
-        self.rate = rate
-        self.t0: float | None = None
-        self.written = 0
-        self.late_writes = 0  # JACK xruns seen by the harness client
-        self._queue = np.zeros(0, np.float32)
-        self._lock = threading.Lock()
+class JackMic(QueuedMic):
+    """The harness's microphone: queued audio, else silence, one JACK period at a time;
+    late_writes counts the JACK xruns the harness client sees."""
 
     def fill(self, out: np.ndarray) -> None:
         """Called in the process cycle: out := the next len(out) queued samples, zero-padded."""
-        with self._lock:
-            x, self._queue = self._queue[: out.size], self._queue[out.size:]
-            self.written += out.size  # under the lock: play() reads written and the queue together
+        x = self.take(out.size)
         out[: x.size] = x
         out[x.size:] = 0.0
-
-    def play(self, audio: np.ndarray) -> int:
-        with self._lock:
-            start = self.written + self._queue.size
-            self._queue = np.concatenate([self._queue, np.asarray(audio, np.float32)])
-        return start
-
-    @property
-    def queued_samples(self) -> int:
-        return self._queue.size
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._queue.size:
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
-
-    def capture_time(self, sample: int) -> float:
-        return self.t0 + sample / self.rate
 
 
 class JackRecorder:

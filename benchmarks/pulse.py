@@ -92,16 +92,63 @@ def to_pcm16(x: np.ndarray) -> bytes:
     return (np.clip(x, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
 
 
-class Mic:
-    """Feeds the pipe source in real time: queued audio, else silence, one chunk per interval."""
+class QueuedMic:
+    """A harness microphone: audio queued by play(), taken in real time by the server side
+    (take), silence when nothing is queued. Sample j is "captured" at t0 + j / rate."""
 
-    def __init__(self, fifo: Path, rate: int, chunk: int):
-        self.fifo, self.rate, self.chunk = fifo, rate, chunk
+    poll_s = 0.005
+
+    def __init__(self, rate: int):
+        self.rate = rate
         self.t0: float | None = None
         self.written = 0
         self.late_writes = 0
         self._queue = np.zeros(0, np.float32)
         self._lock = threading.Lock()
+
+    def take(self, n: int) -> np.ndarray:
+        """The next (<= n,) queued samples; `written` advances by n (the rest is silence).
+
+        Under the lock, so that play() sees `written` and the queue move together."""
+        with self._lock:
+            x, self._queue = self._queue[:n], self._queue[n:]
+            self.written += n
+        return x
+
+    def play(self, audio: np.ndarray) -> int:
+        """Queue (N,) float32 after what is queued; returns the index of its first sample
+        (capture_time(index) is when it is 'spoken')."""
+        with self._lock:
+            start = self.written + self._queue.size
+            self._queue = np.concatenate([self._queue, np.asarray(audio, np.float32)])
+        return start
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once everything queued has been taken (False when timeout seconds pass first)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._queue.size:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(self.poll_s)
+        return True
+
+    def capture_time(self, sample: int) -> float:
+        """time.monotonic() at which sample index `sample` was captured."""
+        return self.t0 + sample / self.rate
+
+    @property
+    def queued_samples(self) -> int:
+        return self._queue.size
+
+
+class Mic(QueuedMic):
+    """Feeds the pipe source in real time: queued audio, else silence, one chunk per interval;
+    late_writes counts wake-ups more than a chunk late (caught up, see _tick)."""
+
+    def __init__(self, fifo: Path, rate: int, chunk: int):
+        super().__init__(rate)
+        self.fifo, self.chunk = fifo, chunk
+        self.poll_s = chunk / rate
         self._stop = threading.Event()
         self._started = threading.Event()
         self._fd = os.open(fifo, os.O_WRONLY)
@@ -126,35 +173,8 @@ class Mic:
             time.sleep(wait)
         elif wait < -self.chunk / self.rate:
             self.late_writes += 1
-        with self._lock:
-            x, self._queue = self._queue[: self.chunk], self._queue[self.chunk:]
+        x = self.take(self.chunk)
         os.write(self._fd, to_pcm16(np.pad(x, (0, self.chunk - x.size))))
-        self.written += self.chunk
-
-    def play(self, audio: np.ndarray) -> int:
-        """Queue (N,) float32 after what is queued; returns the index of its first sample
-        (capture_time(index) is when it is 'spoken')."""
-        with self._lock:
-            start = self.written + self._queue.size
-            self._queue = np.concatenate([self._queue, np.asarray(audio, np.float32)])
-        return start
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True once everything queued has been written (False when timeout seconds pass first)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._queue.size:
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(self.chunk / self.rate)
-        return True
-
-    def capture_time(self, sample: int) -> float:
-        """time.monotonic() at which sample index `sample` was captured."""
-        return self.t0 + sample / self.rate
-
-    @property
-    def queued_samples(self) -> int:
-        return self._queue.size
 
     def stop(self) -> None:
         self._stop.set()
