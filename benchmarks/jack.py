@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from benchmarks.pulse import QueuedMic, _end, _reinit_portaudio
+from benchmarks.pulse import QueuedMic, _end, _reinit_portaudio, wait_until_up
 from engine.errors import EVCError
 
 HOST_API = "JACK Audio Connection Kit"
@@ -132,11 +132,7 @@ class JackServer:
             ["jackd", "--no-realtime", "-n", self.server_name, "-d", "dummy", "-r", str(self.rate),
              "-p", str(self.period), "-C", "1", "-P", "1"],
             env=env, stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                raise EVCError(f"the private JACK server did not come up: {self.log_tail()}")
-            time.sleep(0.1)
+        wait_until_up(self._ready, [self._proc], timeout, "JACK", self.log_tail)
 
     def _ready(self) -> bool:
         out = subprocess.run(["jack_lsp", "-s", self.server_name], capture_output=True, text=True, timeout=10,

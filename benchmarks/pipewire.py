@@ -20,9 +20,8 @@ nothing gets linked.
 from __future__ import annotations
 
 import subprocess
-import time
 
-from benchmarks.pulse import SINK, SOURCE, PulseServer, _end, missing_libraries, missing_programs
+from benchmarks.pulse import SINK, SOURCE, PulseServer, _end, missing_libraries, missing_programs, wait_until_up
 from engine.errors import EVCError
 
 PROGRAMS = ("pipewire", "pipewire-pulse", "wireplumber", "dbus-daemon", "pactl", "parec")
@@ -93,13 +92,7 @@ class PipeWireServer(PulseServer):
         self._procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL))
 
     def _wait_for(self, ready, what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            dead = [p.args[0] for p in self._procs if p.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                why = f"{', '.join(dead)} exited" if dead else f"not ready after {timeout:g} s"
-                raise EVCError(f"the private PipeWire server did not come up ({what}: {why}): {self.log_tail()}")
-            time.sleep(0.1)
+        wait_until_up(ready, self._procs, timeout, "PipeWire", self.log_tail, what)
 
     def _pactl(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10)

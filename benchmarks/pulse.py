@@ -276,11 +276,7 @@ class PulseServer:
             ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "-F", str(config), "--use-pid-file=no",
              "--realtime=no", "--high-priority=no", f"--log-target=file:{self.dir / 'server.log'}"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                raise EVCError(f"the private PulseAudio server did not come up: {self.log_tail()}")
-            time.sleep(0.1)
+        wait_until_up(self._ready, [self._proc], timeout, "PulseAudio", self.log_tail)
 
     def _ready(self) -> bool:
         if not (self.dir / "mic.fifo").exists():
@@ -361,6 +357,20 @@ def _reinit_portaudio() -> None:
         return  # Pa_Terminate would wait forever on the stream that hung
     sd._terminate()
     sd._initialize()
+
+
+def wait_until_up(ready, procs: list[subprocess.Popen], timeout: float, server: str, log_tail,
+                  step: str | None = None) -> None:
+    """Poll ready() every 0.1 s; a one-line EVCError (with the server log's tail) when one of
+    the server's processes exits or `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        dead = [str(p.args[0]) for p in procs if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            why = f"{', '.join(dead)} exited" if dead else f"not ready after {timeout:g} s"
+            raise EVCError(f"the private {server} server did not come up ({f'{step}: ' if step else ''}{why}): "
+                           f"{log_tail()}")
+        time.sleep(0.1)
 
 
 def _end(proc: subprocess.Popen) -> None:
