@@ -151,6 +151,22 @@ def test_training_batches_get_degraded_inputs_and_clean_targets(corpora):
     assert torch_equal(val.mel, val_ref.mel)  # validation stays clean
 
 
+def test_a_fraction_p_of_training_items_is_degraded_and_the_rest_stays_clean(corpora):
+    import copy
+    import dataclasses
+
+    from training.data.batches import draw_batch
+
+    clean, noisy = corpora
+    half = copy.copy(noisy)
+    half.augment = dataclasses.replace(augment.DEFAULT, p=0.5)
+    changed = []
+    for step in range(4):
+        a, ref = draw_batch(half, 8, 48, seed=3, step=step), draw_batch(clean, 8, 48, seed=3, step=step)
+        changed += [not torch_equal(a.mel[k], ref.mel[k]) for k in range(8)]
+    assert 0.25 <= np.mean(changed) <= 0.75  # 32 items at p = 0.5
+
+
 def torch_equal(x, y) -> bool:
     return x.shape == y.shape and bool((x == y).all())
 

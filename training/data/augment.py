@@ -33,8 +33,10 @@ NOISE_KINDS = ("coloured", "hum", "babble")
 
 @dataclass(frozen=True)
 class Degradation:
-    """The ranges each draw comes from (uniform unless said otherwise)."""
+    """The ranges each draw comes from (uniform unless said otherwise); p: the fraction of training
+    items degraded (the rest stay clean, as a good microphone in a quiet room records them)."""
 
+    p: float = 1.0
     snr_db: tuple[float, float] = (15.0, 40.0)
     level_dbfs: tuple[float, float] = (-40.0, -6.0)
     rt60_s: tuple[float, float] = (0.15, 0.8)

@@ -190,9 +190,9 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
         n = corpus.mels[i].shape[1]
         start = int(rng.integers(max(1, n - frames + 1)))
         items.append(corpus.item(i, frames, start))
-        if corpus.augment is not None and stream == TRAIN:
-            items[-1]["mel"], items[-1]["pitch_in"] = corpus.degraded_inputs(
-                i, frames, start, np.random.default_rng([seed, AUGMENT, step, rank, b]))
+        augment_rng = np.random.default_rng([seed, AUGMENT, step, rank, b])
+        if corpus.augment is not None and stream == TRAIN and augment_rng.random() < corpus.augment.p:
+            items[-1]["mel"], items[-1]["pitch_in"] = corpus.degraded_inputs(i, frames, start, augment_rng)
     labels, speakers = corpus.labels[chosen], corpus.speakers[chosen]
     idx = range(batch_size)
     stacked = {k: torch.stack([it[k] for it in items]) for k in ("mel", "audio", "pitch_in", "pitch", "envelope")}
