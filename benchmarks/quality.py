@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from benchmarks.pool import parallel_map
 from benchmarks.report import machine, machine_line, write_json
 from benchmarks.scoring import DEGRADATION, SCORING_VERSION, Task, init_worker, score_task
 from benchmarks.systems import CORPUS_ONLY, SYSTEMS_VERSION
-from benchmarks.trials import first_per_speaker, make_trials, speaker_group
+from benchmarks.trials import first_per_speaker, make_trials, speaker_group, voice_families
 from engine.errors import EVCError
 
 
@@ -37,7 +38,8 @@ class Options:
     """split: where trials come from; limit: source sentences per speaker (None: all); mos_limit,
     sweep: sentences per speaker scored by DNSMOS / swept (None: all, 0: none); keep: trials whose
     audio comes back for the figure; trained: the model's training speakers (None: unknown);
-    degrade: the systems hear each source through noise and a room (scoring.DEGRADATION)."""
+    degrade: the systems hear each source through noise and a room (scoring.DEGRADATION);
+    families: speaker -> voice family (trials.voice_families), splitting each speaker group."""
 
     split: str = "test"
     limit: int | None = None
@@ -47,6 +49,7 @@ class Options:
     keep: int = 0
     trained: tuple[str, ...] | None = None
     degrade: bool = False
+    families: dict = field(default_factory=dict)
     cache: Cache = field(default_factory=lambda: Cache(None))
 
 
@@ -98,7 +101,8 @@ def _tasks(trials: list, names: list[str], root: Path, opts: Options, stored: _R
 
 def _labelled(row: dict, name: str, trial, opts: Options) -> dict:
     return {"system": name, "emotion": trial.emotion, "speaker": trial.source.speaker,
-            "speakers": speaker_group(trial.source.speaker, opts.trained), "source": trial.source.utt_id,
+            "speakers": speaker_group(trial.source.speaker, opts.trained),
+            "family": opts.families.get(trial.source.speaker), "source": trial.source.utt_id,
             "reference": trial.reference.utt_id, "target": trial.target.utt_id, **row}
 
 
@@ -136,6 +140,7 @@ def run(data: str | Path, systems: dict, opts: Options, echo=print) -> tuple[dic
     from training.data.esd import scan, strengths
 
     t0, root, utts = time.perf_counter(), Path(data), scan(data)
+    opts = dataclasses.replace(opts, families=voice_families(root))
     trials = make_trials(utts, opts.split, opts.limit)
     if not trials:
         raise EVCError(f"{data}: no Neutral {opts.split} sentence has a parallel target and another "

@@ -42,9 +42,21 @@ def summary(rows: list[dict]) -> dict:
 
 
 def _groups(rows: list[dict]) -> list[str]:
-    """Speaker groups present, and 'all' when there is more than one."""
+    """Speaker groups present, each followed by its voice families ('unseen festival') when the
+    corpus has more than one family, and 'all' when there is more than one group."""
     groups = list(dict.fromkeys(r["speakers"] for r in rows))
-    return groups + [ALL] if len(groups) > 1 else groups
+    families = list(dict.fromkeys(r.get("family") for r in rows if r.get("family")))
+    out = []
+    for group in groups:
+        out.append(group)
+        if len(families) > 1:
+            out += list(dict.fromkeys(f"{group} {r['family']}" for r in rows
+                                      if r["speakers"] == group and r.get("family")))
+    return out + [ALL] if len(groups) > 1 else out
+
+
+def _member(group: str, row: dict) -> bool:
+    return group in (ALL, row["speakers"], f"{row['speakers']} {row.get('family')}")
 
 
 def _nested(rows: list[dict], summarise) -> dict:
@@ -54,7 +66,7 @@ def _nested(rows: list[dict], summarise) -> dict:
         mine = [r for r in rows if r["system"] == system]
         out[system] = {}
         for group in _groups(mine):
-            grouped = [r for r in mine if group in (ALL, r["speakers"])]
+            grouped = [r for r in mine if _member(group, r)]
             out[system][group] = {e: summarise(sel) for e in (*TARGET_EMOTIONS, ALL)
                                   if (sel := [r for r in grouped if e in (ALL, r["emotion"])])}
     return out

@@ -11,7 +11,6 @@ overall, per emotion and per voice family (the metadata's voice: espeak or festi
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from benchmarks.evaluators import EmotionClassifier, SpeakerNorm
 from benchmarks.features import SR, utterance_features
 from benchmarks.pool import parallel_map
+from benchmarks.trials import voice_families
 from engine.audio import load_audio
 from engine.signal import EMOTIONS
 from training.data.esd import scan
@@ -26,12 +26,6 @@ from training.data.esd import scan
 
 def _features(path: Path) -> np.ndarray:
     return utterance_features(load_audio(path, SR))
-
-
-def _families(root: Path) -> dict[str, str]:
-    """speaker -> 'festival' or 'espeak', from metadata.csv's voice column."""
-    with open(root / "metadata.csv", newline="") as f:
-        return {r["speaker"]: "festival" if r["voice"].startswith("festival:") else "espeak" for r in csv.DictReader(f)}
 
 
 def cross_validate(x: np.ndarray, emotions: np.ndarray, speakers: np.ndarray, folds: int) -> np.ndarray:
@@ -59,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     emotions = np.array([u.emotion for u in utts])
     speakers = np.array([u.speaker for u in utts])
     hit = cross_validate(x, emotions, speakers, args.folds) == emotions
-    family = np.array([_families(root).get(s, "espeak") for s in speakers])
+    family = np.array([voice_families(root).get(s, "espeak") for s in speakers])
     print(f"{len(utts)} utterances of {len(np.unique(speakers))} speakers, {args.folds} folds of whole speakers: "
           f"emotion accuracy {hit.mean():.3f}")
     present = [e for e in EMOTIONS if (emotions == e).any()]

@@ -12,6 +12,7 @@ and which speakers the model trained on, read from its manifest, never guessed.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,19 @@ def training_speakers(model_dir: str | Path | None) -> tuple[str, ...] | None:
     if not isinstance(speakers, list) or not speakers:
         return None
     return tuple(f"{int(s):04d}" if str(s).isdigit() else str(s) for s in speakers)
+
+
+def voice_families(root: Path) -> dict[str, str]:
+    """speaker -> 'festival' or 'espeak', from a synthetic corpus's metadata.csv (its voice column);
+    {} for a corpus without one (ESD)."""
+    path = Path(root) / "metadata.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = csv.DictReader(f)
+        if "voice" not in (rows.fieldnames or ()):
+            return {}
+        return {r["speaker"]: "festival" if r["voice"].startswith("festival:") else "espeak" for r in rows}
 
 
 def speaker_group(speaker: str, trained: tuple[str, ...] | None) -> str:

@@ -173,6 +173,20 @@ def test_sweep_summary_finds_a_monotonic_knob_and_a_flat_one():
     assert falling["spearman"] == pytest.approx(-1.0) and falling["spearman_per_trial_mean"] == pytest.approx(-1.0)
 
 
+def test_speaker_groups_split_by_voice_family_when_the_corpus_has_several():
+    def row(speakers, family, emotion="Angry"):
+        return {"system": "m", "speakers": speakers, "family": family, "emotion": emotion, "mcd_db": 1.0}
+
+    rows = [row("seen", "espeak"), row("seen", "festival"), row("seen", "festival", "Sad"),
+            row("unseen", "festival")]
+    by_group = quality_tables._nested(rows, len)["m"]
+    assert list(by_group) == ["seen", "seen espeak", "seen festival", "unseen", "unseen festival", "all"]
+    assert {g: v["all"] for g, v in by_group.items()} == {"seen": 3, "seen espeak": 1, "seen festival": 2,
+                                                          "unseen": 1, "unseen festival": 1, "all": 4}
+    one_family = [{**r, "family": "espeak"} for r in rows]
+    assert list(quality_tables._nested(one_family, len)["m"]) == ["seen", "unseen", "all"]
+
+
 def test_a_rerun_takes_the_corpus_only_rows_from_the_cache(corpus, cache_dir, toy_cfg, scored):
     again, _, _ = _run(corpus, cache_dir, toy_cfg)
     corpus_only = len(systems.CORPUS_ONLY)

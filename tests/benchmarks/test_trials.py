@@ -74,3 +74,12 @@ def test_a_model_without_a_speaker_list_is_unknown_never_guessed(toy, tmp_path, 
     model = toy if speakers is None else _with_speakers(toy, tmp_path, speakers)
     assert training_speakers(model) is None and training_speakers(None) is None
     assert speaker_group("0011", training_speakers(model)) == UNKNOWN
+
+
+def test_voice_families_come_from_the_metadata_and_are_empty_without_it(tmp_path):
+    from benchmarks.trials import voice_families
+
+    assert voice_families(tmp_path) == {}
+    (tmp_path / "metadata.csv").write_text("utt_id,speaker,voice\n0011_000001,0011,en-us+m3\n"
+                                           "0023_000001,0023,festival:czech_dita\n")
+    assert voice_families(tmp_path) == {"0011": "espeak", "0023": "festival"}
