@@ -9,9 +9,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands; handlers import their heavy modules lazily."""
     corpus = sub.add_parser("corpus", help="make corpora")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
-    p = corpus_sub.add_parser("synth", help="synthesise an ESD-like emotional corpus with espeak-ng")
+    p = corpus_sub.add_parser("synth", help="synthesise an ESD-like emotional corpus")
     p.add_argument("out", metavar="OUT_DIR")
-    p.add_argument("--speakers", type=int, default=10, help="number of speakers (1-12)")
+    p.add_argument("--speakers", type=int, default=10,
+                   help="the first N speakers: espeak-ng voices, then Festival voices and their timbre variants")
     p.add_argument("--sentences", type=int, default=300, help="sentences per emotion (ESD has 350)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
