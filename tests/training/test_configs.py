@@ -24,7 +24,17 @@ def test_every_shipped_config_loads_and_builds_every_network(name: str):
     assert set(cfg.stages) == {"stage1", "stage2", "vocoder"}
 
 
-def test_the_bundled_model_holds_out_two_speakers():
-    """Issue 12: trained on eight of the ten corpus speakers, so that the benchmark can tell
-    seen from unseen voices."""
-    assert load_train_config("bundled").exclude_speakers == ("0019", "0020")
+def test_the_bundled_model_holds_out_two_espeak_speakers_and_two_whole_festival_voices():
+    """Issues 12 and 14: corpus v3 speakers never trained on, so that the benchmark can tell seen
+    from unseen voices: 0019 and 0020 as before, and two Festival voices with every timbre made
+    from them (no variant of an unseen voice is heard in training)."""
+    from training.corpus.profiles import CORPUS_SPEAKERS, FestivalSpeaker
+
+    held = load_train_config("bundled").exclude_speakers
+    speakers = {f"{11 + k:04d}": s for k, s in enumerate(CORPUS_SPEAKERS)}
+    espeak = [s for s in held if not isinstance(speakers[s], FestivalSpeaker)]
+    voices = {speakers[s].voice for s in held if isinstance(speakers[s], FestivalSpeaker)}
+    assert espeak == ["0019", "0020"] and len(voices) == 2
+    for voice in voices:
+        made = [n for n, s in speakers.items() if isinstance(s, FestivalSpeaker) and s.voice == voice]
+        assert len(made) == 3 and set(made) <= set(held)
