@@ -81,6 +81,29 @@ def quality_figure(kept: list, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def samples_figure(signals: dict[str, np.ndarray], title: str, path: Path, spec) -> Path:
+    """One column per signal (N,): log-mel, its DIO F0 in Hz on the right axis; spec: SignalSpec."""
+    from benchmarks.features import FRAME_MS, f0_track
+    from engine.features import log_mel_offline
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(signals), figsize=(4 * len(signals), 3.2), squeeze=False)
+    for ax, (label, x) in zip(axes[0], signals.items()):
+        seconds = x.size / spec.sample_rate
+        ax.imshow(log_mel_offline(x, spec), origin="lower", aspect="auto", cmap="magma",
+                  extent=(0, seconds, 0, spec.n_mels))
+        f0 = f0_track(x, spec.sample_rate)
+        twin = ax.twinx()
+        twin.plot(np.arange(f0.size) * FRAME_MS / 1000, np.where(f0 > 0, f0, np.nan), color="cyan", lw=1)
+        twin.set_ylim(50, 500)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("time (s)", fontsize=8)
+    axes[0, 0].set_ylabel("mel bin", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def e2e_figure(report: dict, path: Path) -> Path:
     """Per mode (wire, bypass, conversion): each burst's delay over the run, and their histogram."""
     plt = _pyplot()
