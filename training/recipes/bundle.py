@@ -4,9 +4,11 @@
 
 Registers, with the model's own emotion encoder, `neutral` plus two references per
 emotion from the corpus's test split (never trained on): NAME (the strongest) and
-NAME-mild (the mildest, by ground-truth strength). Writes two neutral sample inputs:
-samples/seen_speaker.wav (a test-split utterance of a training speaker) and
-samples/unseen_speaker.wav (a voice the corpus does not contain, a new sentence).
+NAME-mild (the mildest, by ground-truth strength). Writes three neutral sample inputs:
+samples/seen_speaker.wav (a test-split utterance of a training speaker),
+samples/unseen_speaker.wav (a Festival voice the model never heard, on a sentence the corpus
+does not contain) and samples/unseen_speaker_noisy_room.wav (the same as a microphone in a
+room records it: noise at 20 dB SNR and a generated room, as `evc bench quality --degrade`).
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ import csv
 import dataclasses
 from pathlib import Path
 
+from benchmarks.scoring import degraded
 from engine.audio import load_audio, save_audio
 from engine.bank import EmotionBank, EmotionEncoder
 from engine.config import EngineConfig, ModelConfig
 from engine.manifest import load_manifest
 from engine.runtime import Sessions
 from engine.signal import EMOTIONS
-from training.corpus.espeak import Espeak
-from training.corpus.profiles import PROFILES, SPEAKERS, render, ssml
+from training.corpus.profiles import PROFILES, FestivalSpeaker
 from training.corpus.sentences import sentences
+from training.corpus.synth import render_utterance
 from training.data.esd import scan
 
 SEEN_SPEAKER = "0011"
+UNSEEN_VOICE = FestivalSpeaker("upc_ca_ona_hts")
+"""Corpus v3's speaker 0032, held out by training/configs/bundled.yaml with both its variants."""
 
 
 def _references(corpus: Path) -> dict[str, Path]:
@@ -44,11 +49,9 @@ def _references(corpus: Path) -> dict[str, Path]:
 
 
 def _unseen_sample(n_sentences: int):
-    """A neutral utterance by a voice outside the corpus's speakers, on a sentence it never had."""
-    speaker, engine = SPEAKERS[-1], Espeak()
+    """A neutral utterance by a held-out voice, on a sentence outside the corpus's."""
     text = sentences(n_sentences + 1, seed=12345)[-1]
-    raw = engine.synth(ssml(text, PROFILES["Neutral"], 0.0), speaker.voice, speaker.pitch)
-    return render(raw, engine.rate, speaker, PROFILES["Neutral"], 0.0)
+    return render_utterance(UNSEEN_VOICE, text, PROFILES["Neutral"], 0.0)
 
 
 def bundle(corpus: Path, model_dir: Path) -> None:
@@ -61,7 +64,9 @@ def bundle(corpus: Path, model_dir: Path) -> None:
     samples = model_dir / "samples"
     refs = scan(corpus, speakers=[SEEN_SPEAKER], emotions=["Neutral"], splits=["test"])
     save_audio(samples / "seen_speaker.wav", load_audio(refs[-1].path))
-    save_audio(samples / "unseen_speaker.wav", _unseen_sample(300))
+    unseen = _unseen_sample(300)
+    save_audio(samples / "unseen_speaker.wav", unseen)
+    save_audio(samples / "unseen_speaker_noisy_room.wav", degraded(unseen, "unseen_speaker"))
 
 
 def main() -> None:
