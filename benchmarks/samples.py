@@ -25,20 +25,18 @@ from engine.cli_files import convert_array
 from engine.config import load_config
 from engine.pipeline import StreamingConverter
 from engine.signal import EMOTIONS
+from training.data.augment import active_power
 
 EMOTION_NAMES = tuple(e.lower() for e in EMOTIONS[1:])
 
 
 def describe(x: np.ndarray, sr: int) -> dict:
-    """Level of active 20 ms frames (within 40 dB of the loudest), voiced fraction, median F0 (Hz)
+    """Level of active speech (training.data.augment.active_power), voiced fraction, median F0 (Hz)
     and F0 range (5th-95th percentile, semitones) of x (N,)."""
-    n = sr // 50
-    power = (x[: x.size // n * n].reshape(-1, n).astype(np.float64) ** 2).mean(axis=1)
-    active = power[power >= power.max() * 1e-4] if power.size and power.max() > 0 else np.zeros(1)
     f0 = f0_track(x, sr)
     voiced = f0[f0 > 0]
     spread = 12 * np.log2(np.percentile(voiced, 95) / np.percentile(voiced, 5)) if voiced.size > 10 else np.nan
-    return {"level_db": float(10 * np.log10(active.mean() + 1e-12)), "voiced": float(np.mean(f0 > 0)),
+    return {"level_db": float(10 * np.log10(active_power(x, sr) + 1e-12)), "voiced": float(np.mean(f0 > 0)),
             "f0_hz": float(np.median(voiced)) if voiced.size else np.nan, "range_st": float(spread)}
 
 

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     emotions = np.array([u.emotion for u in utts])
     speakers = np.array([u.speaker for u in utts])
     hit = cross_validate(x, emotions, speakers, args.folds) == emotions
-    family = np.array([voice_families(root).get(s, "espeak") for s in speakers])
+    families = voice_families(root)
+    family = np.array([families.get(s, "espeak") for s in speakers])
     print(f"{len(utts)} utterances of {len(np.unique(speakers))} speakers, {args.folds} folds of whole speakers: "
           f"emotion accuracy {hit.mean():.3f}")
     present = [e for e in EMOTIONS if (emotions == e).any()]
