@@ -27,7 +27,7 @@ class Stage1(nn.Module):
         self.margin = margin
 
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
-        content = self.ec(b.mel)
+        content = self.ec(b.mel_in)
         out = self.rec(self.ee(b.mel, b.pitch, b.lengths), b.lengths)
         losses = {**reconstruction(self.gen, content, out.embedding, b),
                   "cls": L.emotion_ce(out.logits, b.labels),
@@ -53,7 +53,7 @@ class Stage1(nn.Module):
 
 
 def reconstruction(gen: nn.Module, content: torch.Tensor, embedding: torch.Tensor, b: Batch) -> dict[str, torch.Tensor]:
-    """G(content, the source's pitch, its own embedding) against the utterance itself:
+    """G(content, the source's pitch, its own embedding) against the clean utterance itself:
     liftered log-mel L1 ("rec"), log-F0 L1 on voiced frames ("lf0"), voicing BCE ("vuv")."""
     mel, lf0, logit = split_frames(gen(content, b.pitch_in, embedding), gen.n_mels)
     target_lf0, target_vuv = b.pitch[:, :1], b.pitch[:, 1:2]
@@ -76,7 +76,7 @@ class Stage2(nn.Module):
 
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            content = self.ec(b.mel)
+            content = self.ec(b.mel_in)
             own = self.rec(self.ee(b.mel, b.pitch, b.lengths), b.lengths)
         e_ref, s_ref = own.embedding[b.reference], own.strength[b.reference]
         converted = self.gen(content, b.pitch_in, e_ref)

@@ -142,13 +142,14 @@ def test_training_batches_get_degraded_inputs_and_clean_targets(corpora):
     clean, noisy = corpora
     a, b = draw_batch(noisy, 8, 48, seed=3, step=5), draw_batch(noisy, 8, 48, seed=3, step=5)
     ref = draw_batch(clean, 8, 48, seed=3, step=5)
-    assert torch_equal(a.mel, b.mel) and torch_equal(a.pitch_in, b.pitch_in)  # a pure function of the step
-    for name in ("audio", "pitch", "lengths", "labels", "speakers", "reference"):
+    assert torch_equal(a.mel_in, b.mel_in) and torch_equal(a.pitch_in, b.pitch_in)  # a pure function of the step
+    # targets and Ee's input (mel, pitch) stay clean
+    for name in ("mel", "audio", "pitch", "lengths", "labels", "speakers", "reference"):
         assert torch_equal(getattr(a, name), getattr(ref, name)), name
-    assert a.mel.shape == ref.mel.shape and a.pitch_in.shape == ref.pitch_in.shape
-    assert float((a.mel - ref.mel).abs().mean()) > 0.5  # log-mel units: the inputs did change
+    assert a.mel_in.shape == ref.mel_in.shape and a.pitch_in.shape == ref.pitch_in.shape
+    assert float((a.mel_in - ref.mel_in).abs().mean()) > 0.5  # log-mel units: the inputs did change
     val, val_ref = (draw_batch(c, 8, 48, seed=3, step=5, stream=VALIDATION) for c in (noisy, clean))
-    assert torch_equal(val.mel, val_ref.mel)  # validation stays clean
+    assert torch_equal(val.mel_in, val_ref.mel_in)  # validation stays clean
 
 
 def test_a_fraction_p_of_training_items_is_degraded_and_the_rest_stays_clean(corpora):
@@ -163,7 +164,7 @@ def test_a_fraction_p_of_training_items_is_degraded_and_the_rest_stays_clean(cor
     changed = []
     for step in range(4):
         a, ref = draw_batch(half, 8, 48, seed=3, step=step), draw_batch(clean, 8, 48, seed=3, step=step)
-        changed += [not torch_equal(a.mel[k], ref.mel[k]) for k in range(8)]
+        changed += [not torch_equal(a.mel_in[k], ref.mel_in[k]) for k in range(8)]
     assert 0.25 <= np.mean(changed) <= 0.75  # 32 items at p = 0.5
 
 

@@ -177,7 +177,8 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
     the emotion (shift, range) plus the network's residual. With a zero head and a zero pitch
     map it is exactly the source's log-F0 (z within its clip); a shift moves it by LF0_SCALE
     times the shift and a log-range r scales its distance from the register by exp(r). The mel
-    rows are already in the lifter's range (P m = m)."""
+    rows are already in the lifter's range (P m = m); the spectral map adds the lifter's image of
+    a level and a tilt over the bands."""
     model, (content, pitch), (emotion,), _ = make("generator")
     with torch.no_grad():
         frames = model(content, pitch, emotion)
@@ -186,16 +187,22 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
         assert (torch.matmul(projection, frames[:, :80]) - frames[:, :80]).abs().max() < 1e-4
         model.proj.weight.zero_()
         model.proj.bias.zero_()
-        model.pitch_film.weight.zero_()
-        model.pitch_film.bias.zero_()
+        for film in (model.pitch_film, model.spectral_film):
+            film.weight.zero_()
+            film.bias.zero_()
         passthrough = model(content, pitch, emotion)
         model.pitch_film.bias.copy_(torch.tensor([math.log(1.5), 0.4]))
+        model.spectral_film.bias.copy_(torch.tensor([0.8, -1.2]))
         moved = model(content, pitch, emotion)
     z = ((pitch[:, 1] - pitch[:, 2]) / pitch[:, 3]).clamp(-5, 5)
     assert (passthrough[:, 80] - (pitch[:, 2] + pitch[:, 3] * z)).abs().max() < 1e-5
     assert passthrough[:, :80].abs().max() == 0 and passthrough[:, 81].abs().max() == 0
     expected = pitch[:, 2] + LF0_SCALE * 0.4 + 1.5 * pitch[:, 3] * z
     assert (moved[:, 80] - expected).abs().max() < 1e-5
+    u = torch.linspace(-0.5, 0.5, 80)
+    spectral = torch.matmul(projection, 0.8 - 1.2 * u)
+    assert (moved[:, :80] - spectral[None, :, None]).abs().max() < 1e-5
+    assert float(spectral[0] - spectral[-1]) == pytest.approx(1.2, abs=0.05)  # the lifter keeps the tilt
     rows = frame_pitch(frames, 80)
     assert torch.equal(rows[:, 0], frames[:, 80]) and torch.allclose(rows[:, 1], torch.sigmoid(frames[:, 81]))
 

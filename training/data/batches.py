@@ -20,6 +20,7 @@ from training.data.analysis import analyse_files, cache_dir, delayed, delayed_pi
 from training.data.augment import Degradation, degrade
 from training.data.esd import Utterance, scan
 from training.data.pitch import deemotionalised, neutral_registers
+from training.data.spectrum import level_tilt, neutral_spectra
 from training.features import LogMel
 
 
@@ -27,10 +28,13 @@ from training.features import LogMel
 class Batch:
     """A batch of equal-length crops.
 
-    mel: (B, n_mels, S) log-mel; audio: (B, S*hop) what the vocoder renders from these frames
-    (delayed by the spec's lookahead, see MelCorpus); lengths: (B,) valid frames;
-    pitch_in: (B, 4, S) the engine tracker's features with the speaker's neutral register
-    (training.data.pitch); pitch: (B, 2, S) target log-F0 (held) and voicing
+    mel: (B, n_mels, S) the clean log-mel: what Ee reads and the reconstruction target;
+    audio: (B, S*hop) what the vocoder renders from these frames (delayed by the spec's
+    lookahead, see MelCorpus); lengths: (B,) valid frames; the content path's inputs, each with
+    the speaker's neutral voice in place of the utterance's emotion: mel_in (B, n_mels, S) the
+    log-mel with the neutral level and tilt (training.data.spectrum) and pitch_in: (B, 4, S)
+    the engine tracker's features with the neutral register (training.data.pitch), both
+    degraded as a microphone records them on augmented items; pitch: (B, 2, S) target log-F0 (held) and voicing
     (training.data.analysis.pitch_targets); envelope: (B, 2*order, S) the vocoder's filter
     cepstra targets, or (B, 0, S) when the corpus was loaded without them;
     labels: (B,) emotion index; speakers: (B,) speaker index;
@@ -40,6 +44,7 @@ class Batch:
     """
 
     mel: torch.Tensor
+    mel_in: torch.Tensor
     audio: torch.Tensor
     pitch_in: torch.Tensor
     pitch: torch.Tensor
@@ -58,7 +63,7 @@ class Batch:
 class MelCorpus:
     """Every utterance of one split, loaded once, with its features (see Batch for the rows).
 
-    audio (N,) float32, mel (n_mels, T), pitch_in (4, T), pitch (2, T) and, when
+    audio (N,) float32, mel (n_mels, T), mel_in (n_mels, T), pitch_in (4, T), pitch (2, T) and, when
     envelope_order is set, envelope (2 * order, T) per utterance; the WORLD analyses are
     cached on disk (training.data.analysis) and computed in `jobs` processes.
 
@@ -66,8 +71,10 @@ class MelCorpus:
     targets (pitch, envelope, and the audio the vocoder is compared with) are delayed by L
     frames, while the inputs (mel, pitch_in) stay as the engine computes them.
 
-    With `augment`, training batches take their inputs from a degraded copy of the crop
-    (degraded_inputs); the targets stay clean.
+    With `augment`, training batches take their inputs (mel_in, pitch_in) from a degraded copy
+    of the crop (degraded_inputs); the targets and Ee's input (mel, pitch) stay clean: a
+    reference is registered once, and a random microphone level would hide the loudness that
+    tells Angry from Happy.
     """
 
     def __init__(self, root: str | Path, spec: SignalSpec, split: str, speakers=None,
@@ -85,6 +92,8 @@ class MelCorpus:
         with torch.no_grad():
             self.mels = [self._logmel(torch.from_numpy(a)[None])[0] for a in self.audio]
         self.pitch_in = self._registered([pitch_offline(a, spec) for a in self.audio])
+        self.offsets = self._levelled()
+        self.mels_in = [m - o for m, o in zip(self.mels, self.offsets)]
         lag = spec.lookahead_frames
         self.pitch = [torch.from_numpy(delayed_pitch(p, lag))
                       for p in analyse_files(paths, "pitch", spec, jobs, cache_dir())]
@@ -104,8 +113,14 @@ class MelCorpus:
         self._registers = neutral_registers(pitches, speakers, [u.label == 0 for u in self.utts])
         return [torch.from_numpy(deemotionalised(p, self._registers.get(s))) for p, s in zip(pitches, speakers)]
 
+    def _levelled(self) -> list[torch.Tensor]:
+        """Per utterance, its (n_mels, 1) level and tilt offset from the speaker's neutral spectrum."""
+        mels, speakers = [m.numpy() for m in self.mels], [u.speaker for u in self.utts]
+        neutral = neutral_spectra(mels, speakers, [u.label == 0 for u in self.utts])
+        return [torch.from_numpy(level_tilt(m, neutral.get(s))) for m, s in zip(mels, speakers)]
+
     def degraded_inputs(self, i: int, frames: int, start: int, rng: np.random.Generator):
-        """(mel (n_mels, frames), pitch_in (4, frames)) of utterance i's crop as a microphone records it.
+        """(mel_in (n_mels, frames), pitch_in (4, frames)) of utterance i's crop as a microphone records it.
 
         The crop is degraded with AUGMENT_CONTEXT_FRAMES before it (zeros before the
         utterance, as the engine's stream starts) so that the analysis windows and the
@@ -118,7 +133,7 @@ class MelCorpus:
         others = [self.audio[int(j)] for j in rng.integers(len(self.audio), size=BABBLE_POOL)]
         y, _ = degrade(segment, self.spec.sample_rate, rng, self.augment, others)
         with torch.no_grad():
-            mel = self._logmel(torch.from_numpy(y)[None])[0, :, ctx:]
+            mel = self._logmel(torch.from_numpy(y)[None])[0, :, ctx:] - self.offsets[i]
         pitch = deemotionalised(pitch_offline(y, self.spec), self._registers.get(self.utts[i].speaker))
         return mel, torch.from_numpy(pitch[:, ctx:])
 
@@ -126,7 +141,7 @@ class MelCorpus:
         return len(self.utts)
 
     def item(self, i: int, frames: int | None = None, start: int = 0) -> dict[str, torch.Tensor | int]:
-        """Utterance i cropped to `frames` at `start`: {mel, audio, pitch_in, pitch, envelope, valid}.
+        """Utterance i cropped to `frames` at `start`: {mel, mel_in, audio, pitch_in, pitch, envelope, valid}.
 
         frames=None takes the whole utterance. Crops past the end are padded: mel with the log
         floor, audio and voicing with zeros, log-F0 and register rows with their last value.
@@ -135,7 +150,9 @@ class MelCorpus:
         frames = mel.shape[1] if frames is None else frames
         valid = max(0, min(frames, mel.shape[1] - start))
         span = slice(start, start + valid)
-        out = {"mel": _padded(mel[:, span], frames, float(np.log(self.spec.log_floor))),
+        floor = float(np.log(self.spec.log_floor))
+        out = {"mel": _padded(mel[:, span], frames, floor),
+               "mel_in": _padded(self.mels_in[i][:, span], frames, floor),
                "audio": torch.zeros(frames * hop),
                "pitch_in": _held(self.pitch_in[i][:, span], frames, voiced_row=0),
                "pitch": _held(self.pitch[i][:, span], frames, voiced_row=1),
@@ -192,10 +209,11 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
         items.append(corpus.item(i, frames, start))
         augment_rng = np.random.default_rng([seed, AUGMENT, step, rank, b])
         if corpus.augment is not None and stream == TRAIN and augment_rng.random() < corpus.augment.p:
-            items[-1]["mel"], items[-1]["pitch_in"] = corpus.degraded_inputs(i, frames, start, augment_rng)
+            items[-1]["mel_in"], items[-1]["pitch_in"] = corpus.degraded_inputs(i, frames, start, augment_rng)
     labels, speakers = corpus.labels[chosen], corpus.speakers[chosen]
     idx = range(batch_size)
-    stacked = {k: torch.stack([it[k] for it in items]) for k in ("mel", "audio", "pitch_in", "pitch", "envelope")}
+    rows = ("mel", "mel_in", "audio", "pitch_in", "pitch", "envelope")
+    stacked = {k: torch.stack([it[k] for it in items]) for k in rows}
     return Batch(
         **stacked,
         lengths=torch.tensor([it["valid"] for it in items]),

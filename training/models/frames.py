@@ -48,6 +48,17 @@ class MelLifter(nn.Module):
         return torch.matmul(self.matrix, mel)
 
 
+def spectral_basis(n_mels: int) -> np.ndarray:
+    """(2, n_mels) float32 rows [1, u]: a level and a tilt over the mel bands, u the band index
+    centred and scaled to [-0.5, 0.5] (the mel scale is close to log-frequency above 1 kHz, so u
+    is a slope in dB per octave up to a constant). An emotion's loudness and spectral tilt are
+    one combination of the rows in the log-mel: the generator's explicit spectral path
+    (training/models/generator.py) and the training inputs' neutral spectrum
+    (training/data/spectrum.py) use the same rows."""
+    u = np.arange(n_mels) / max(n_mels - 1, 1) - 0.5
+    return np.stack([np.ones(n_mels), u]).astype(np.float32)
+
+
 def normalised_lf0(lf0: Tensor) -> Tensor:
     """Natural-log F0 (any shape) -> the networks' scale (LF0_CENTRE at 0)."""
     return (lf0 - LF0_CENTRE) / LF0_SCALE

@@ -17,7 +17,15 @@ pitch passes through), so an emotion's pitch level and range are one direct step
 embedding, and linear in the strength knob (engine.pipeline: e_neutral + s (e_ref -
 e_neutral)). The register (the speaker's identity) comes from the source. At step 1200 of
 Stage I without this path, conversions to Surprise raised the pitch by 15 cents where the
-targets are 490 cents higher. Output rows (``Generator.forward``)::
+targets are 490 cents higher.
+
+Loudness and tilt. In the same way, the log-mel gets a level and a tilt that are a linear
+map of the embedding (zero at initialisation)::
+
+    mel = lifter(out + level(e) + tilt(e) u)
+
+with [1, u] the rows of frames.spectral_basis, as the training inputs have the speaker's
+neutral level and tilt (training/data/spectrum.py). Output rows (``Generator.forward``)::
 
     [0, n_mels)   liftered log-mel (training/models/frames.py)
     n_mels        natural-log F0 in Hz
@@ -30,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.models.frames import LF0_SCALE, MelLifter, normalised_lf0
+from training.models.frames import LF0_SCALE, MelLifter, normalised_lf0, spectral_basis
 from training.models.streaming import CausalConv1d, FrameLayerNorm, State, StreamingModule, split_state
 
 PITCH_IN = 4
@@ -103,8 +111,11 @@ class Generator(StreamingModule):
         self.proj = nn.Conv1d(channels, n_mels + 2, 1)
         self.lifter = MelLifter(n_mels)
         self.pitch_film = nn.Linear(emotion_dim, 2)  # (log_scale, shift) of the contour, see the module docstring
-        nn.init.zeros_(self.pitch_film.weight)
-        nn.init.zeros_(self.pitch_film.bias)
+        self.spectral_film = nn.Linear(emotion_dim, 2)  # (level, tilt) of the log-mel, see the module docstring
+        for film in (self.pitch_film, self.spectral_film):
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
+        self.register_buffer("basis", torch.from_numpy(spectral_basis(n_mels))[:, :, None], persistent=False)
 
     @staticmethod
     def _z(pitch: Tensor) -> Tensor:
@@ -121,7 +132,9 @@ class Generator(StreamingModule):
         log_scale, shift = film_params(self.pitch_film, emotion)
         contour = torch.exp(log_scale) * pitch[:, 3:4] * self._z(pitch)
         lf0 = pitch[:, 2:3] + LF0_SCALE * shift + contour + LF0_SCALE * out[:, n:n + 1]
-        return torch.cat([self.lifter(out[:, :n]), lf0, out[:, n + 1:]], dim=1)
+        level, tilt = film_params(self.spectral_film, emotion)
+        mel = out[:, :n] + level * self.basis[0] + tilt * self.basis[1]
+        return torch.cat([self.lifter(mel), lf0, out[:, n + 1:]], dim=1)
 
     def forward(self, content: Tensor, pitch: Tensor, emotion: Tensor) -> Tensor:
         """content: (B, content_dim, T), pitch: (B, 4, T), emotion: (B, D) or (B, D, T) -> (B, n_mels + 2, T)."""

@@ -1,0 +1,59 @@
+"""The content path's log-mel input in training: the utterance's loudness and spectral tilt
+moved to the speaker's neutral voice.
+
+The corpus renders an emotion partly as a global gain and tilt (Angry +7 dB and brighter,
+Sad -7 dB and darker: training/corpus/profiles.py); Angry and Happy differ in little else the
+live model can change. A self-reconstruction from the utterance's own log-mel lets the
+generator copy that level and tilt from its input and ignore the embedding, so at run time,
+fed a neutral voice, it keeps the voice's neutral level (the model this replaces moved level
+1-3 dB where the targets move 7). So, as the pitch input is mapped onto the speaker's neutral
+register (training/data/pitch.py), the content encoder's input gets the speaker's neutral level
+and tilt:
+
+    mel_in = mel - (a + b u),  (a, b) = least squares of active_mean(mel) - neutral_mean on [1, u]
+
+with [1, u] the rows of training.models.frames.spectral_basis, active_mean the mean log-mel of
+the utterance's frames within ACTIVE_NEPERS of its loudest, and neutral_mean the mean of that
+over all the speaker's Neutral utterances of the split. Only level and tilt move: the
+utterance's own spectral shape (its words) stays.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from training.models.frames import spectral_basis
+
+ACTIVE_NEPERS = 3.45
+"""30 dB (in natural-log magnitude) below the loudest frame: speech, not pauses."""
+
+
+def active_mean(mel: np.ndarray) -> np.ndarray | None:
+    """(n_mels,) mean log-mel of the active frames of mel (n_mels, T); None for an empty utterance."""
+    if mel.shape[1] == 0:
+        return None
+    level = np.log(np.exp(mel).sum(axis=0))
+    return mel[:, level >= level.max() - ACTIVE_NEPERS].mean(axis=1)
+
+
+def neutral_spectra(mels: list[np.ndarray], speakers: list[str], neutral: list[bool]) -> dict[str, np.ndarray]:
+    """speaker -> (n_mels,) mean of active_mean over their Neutral utterances."""
+    pooled = defaultdict(list)
+    for mel, s, is_neutral in zip(mels, speakers, neutral):
+        mean = active_mean(mel) if is_neutral else None
+        if mean is not None:
+            pooled[s].append(mean)
+    return {s: np.mean(v, axis=0) for s, v in pooled.items()}
+
+
+def level_tilt(mel: np.ndarray, neutral: np.ndarray | None) -> np.ndarray:
+    """(n_mels, 1) float32 offset a + b u of mel (n_mels, T) from the speaker's neutral spectrum;
+    zeros when the speaker has none or the utterance is empty."""
+    own = active_mean(mel)
+    if neutral is None or own is None:
+        return np.zeros((mel.shape[0], 1), np.float32)
+    basis = spectral_basis(mel.shape[0]).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(basis.T, own - neutral, rcond=None)
+    return (coef @ basis)[:, None].astype(np.float32)
