@@ -180,7 +180,7 @@ def _log_samples(log: RunLogger, stage, step, models, corpus: MelCorpus, n: int,
                           corpus.spec.sample_rate)
             else:
                 out = metrics.recognise(models["emotion_encoder"], models["recognition"], mel[0], pitch[0])
-                content = models["content_encoder"](corpus.mels_in[i].to(device)[None])
+                content = models["content_encoder"](corpus.mel_in(i).to(device)[None])
                 frames = models["generator"](content, corpus.pitch_in[i].to(device)[None],
                                              out.embedding)
                 log.mel(step, f"utt{i}_recon", frames[0, :corpus.spec.n_mels].cpu().numpy())

@@ -51,7 +51,7 @@ def conversion_accuracy(models: dict[str, nn.Module], corpus: MelCorpus, device=
         refs.setdefault((int(spk), int(y)), i)
     hits, n_mels = [], corpus.spec.n_mels
     for i, (y, spk) in enumerate(zip(corpus.labels, corpus.speakers)):
-        content = ec(corpus.mels_in[i].to(device)[None])
+        content = ec(corpus.mel_in(i).to(device)[None])
         for (ref_spk, ref_y), j in refs.items():
             if ref_spk != spk or ref_y == y:
                 continue

@@ -71,7 +71,7 @@ def test_training_inputs_carry_the_neutral_level_and_the_targets_the_emotions(ti
     corpus = MelCorpus(tiny_corpus, SignalSpec(), "train", limit=100)
     level = {k: [] for k in EMOTIONS}
     for i, label in enumerate(corpus.labels):
-        assert np.array_equal(corpus.mels_in[i], corpus.mels[i] - corpus.offsets[i])
+        assert np.array_equal(corpus.mel_in(i), corpus.mels[i] - corpus.offsets[i])
         level[EMOTIONS[label]].append(float(corpus.offsets[i].mean()) * 20 / np.log(10))  # dB
     assert abs(np.mean(level["Neutral"])) < 0.5
     assert np.mean(level["Angry"]) > 3.0 and np.mean(level["Sad"]) < -3.0

@@ -63,9 +63,9 @@ class Batch:
 class MelCorpus:
     """Every utterance of one split, loaded once, with its features (see Batch for the rows).
 
-    audio (N,) float32, mel (n_mels, T), mel_in (n_mels, T), pitch_in (4, T), pitch (2, T) and, when
-    envelope_order is set, envelope (2 * order, T) per utterance; the WORLD analyses are
-    cached on disk (training.data.analysis) and computed in `jobs` processes.
+    audio (N,) float32, mel (n_mels, T), offsets (n_mels, 1) (mel_in = mel - offset), pitch_in
+    (4, T), pitch (2, T) and, when envelope_order is set, envelope (2 * order, T) per utterance;
+    the WORLD analyses are cached on disk (training.data.analysis) and computed in `jobs` processes.
 
     With the spec's lookahead of L frames, frame k of the model renders hop k - L: the
     targets (pitch, envelope, and the audio the vocoder is compared with) are delayed by L
@@ -93,7 +93,6 @@ class MelCorpus:
             self.mels = [self._logmel(torch.from_numpy(a)[None])[0] for a in self.audio]
         self.pitch_in = self._registered([pitch_offline(a, spec) for a in self.audio])
         self.offsets = self._levelled()
-        self.mels_in = [m - o for m, o in zip(self.mels, self.offsets)]
         lag = spec.lookahead_frames
         self.pitch = [torch.from_numpy(delayed_pitch(p, lag))
                       for p in analyse_files(paths, "pitch", spec, jobs, cache_dir())]
@@ -118,6 +117,11 @@ class MelCorpus:
         mels, speakers = [m.numpy() for m in self.mels], [u.speaker for u in self.utts]
         neutral = neutral_spectra(mels, speakers, [u.label == 0 for u in self.utts])
         return [torch.from_numpy(level_tilt(m, neutral.get(s))) for m, s in zip(mels, speakers)]
+
+    def mel_in(self, i: int) -> torch.Tensor:
+        """(n_mels, T) utterance i's log-mel with its speaker's neutral level and tilt (derived on
+        demand: a second copy of every log-mel would double the corpus's largest array)."""
+        return self.mels[i] - self.offsets[i]
 
     def degraded_inputs(self, i: int, frames: int, start: int, rng: np.random.Generator):
         """(mel_in (n_mels, frames), pitch_in (4, frames)) of utterance i's crop as a microphone records it.
@@ -152,7 +156,7 @@ class MelCorpus:
         span = slice(start, start + valid)
         floor = float(np.log(self.spec.log_floor))
         out = {"mel": _padded(mel[:, span], frames, floor),
-               "mel_in": _padded(self.mels_in[i][:, span], frames, floor),
+               "mel_in": _padded(mel[:, span] - self.offsets[i], frames, floor),
                "audio": torch.zeros(frames * hop),
                "pitch_in": _held(self.pitch_in[i][:, span], frames, voiced_row=0),
                "pitch": _held(self.pitch[i][:, span], frames, voiced_row=1),
