@@ -25,7 +25,14 @@ map of the embedding (zero at initialisation)::
     mel = lifter(out + level(e) + tilt(e) u)
 
 with [1, u] the rows of frames.spectral_basis, as the training inputs have the speaker's
-neutral level and tilt (training/data/spectrum.py). Output rows (``Generator.forward``)::
+neutral level and tilt (training/data/spectrum.py).
+
+Voicing follows the source: where the tracker finds the source frame unvoiced (silence,
+fricatives, noise), the voicing logit is UNVOICED_LOGIT whatever the network says, so the
+harmonic source stays off. The words and their timing are the speaker's; a model trained to
+rebuild clean speech from noisy inputs otherwise learned to voice loud noise (candidate v4:
+white noise came out voiced in 0.69-0.89 of its frames, and noise-alone training items with
+silent targets did not teach it otherwise). Output rows (``Generator.forward``)::
 
     [0, n_mels)   liftered log-mel (training/models/frames.py)
     n_mels        natural-log F0 in Hz
@@ -45,6 +52,8 @@ PITCH_IN = 4
 """Rows of the tracker's features (engine.pitch.FEATURES): voiced, lf0, reg_mean, reg_std."""
 Z_LIMIT = 5.0
 """|z| is clipped: the register's spread is tiny for the first voiced frames of a stream."""
+UNVOICED_LOGIT = -20.0
+"""Voicing logit of frames the source tracker finds unvoiced: probability 2e-9."""
 
 LRELU_SLOPE = 0.1
 
@@ -134,7 +143,9 @@ class Generator(StreamingModule):
         lf0 = pitch[:, 2:3] + LF0_SCALE * shift + contour + LF0_SCALE * out[:, n:n + 1]
         level, tilt = film_params(self.spectral_film, emotion)
         mel = out[:, :n] + level * self.basis[0] + tilt * self.basis[1]
-        return torch.cat([self.lifter(mel), lf0, out[:, n + 1:]], dim=1)
+        voiced = pitch[:, 0:1]
+        logit = voiced * out[:, n + 1:] + (1 - voiced) * UNVOICED_LOGIT
+        return torch.cat([self.lifter(mel), lf0, logit], dim=1)
 
     def forward(self, content: Tensor, pitch: Tensor, emotion: Tensor) -> Tensor:
         """content: (B, content_dim, T), pitch: (B, 4, T), emotion: (B, D) or (B, D, T) -> (B, n_mels + 2, T)."""
