@@ -2,7 +2,7 @@
 
 Per frame k (the frames of the log-mel, engine.signal) the tracker reports four numbers::
 
-    voiced    1.0 when the frame is periodic and not silent, else 0.0
+    voiced    1.0 when the frame is periodic (YIN dip under VOICED_DIP) and not silent, else 0.0
     lf0       natural log of F0 in Hz; an unvoiced frame holds the last voiced value
               (the register's mean before any voiced frame)
     reg_mean  running mean of voiced lf0: the speaker's register so far
@@ -38,7 +38,14 @@ F0_MIN, F0_MAX = 60.0, 800.0
 WINDOW = 384
 """YIN integration window in samples (24 ms at 16 kHz), over 1.5 periods of F0_MIN."""
 THRESHOLD = 0.3
-"""Cumulative-mean-normalised difference below which a dip counts as periodic (YIN's absolute threshold)."""
+"""Cumulative-mean-normalised difference below which a dip is taken as the period (YIN's absolute
+threshold): the first dip under it beats a deeper one at a multiple of the period."""
+VOICED_DIP = 0.5
+"""A frame whose deepest-or-chosen dip is below this is voiced. Looser than THRESHOLD: at 0.3 the
+causal tracker called 0.52 of the corpus's test frames voiced where DIO calls 0.69 (agreement
+0.76); at 0.5, 0.63 (agreement 0.82), and noise stays unvoiced (white and pink 0.00, brown 0.06
+of frames at -26 dBFS). The generator's voicing follows this decision, so a stricter one devoiced
+its output."""
 SILENCE_RMS = 10 ** (-55 / 20)
 """A frame quieter than -55 dBFS RMS is unvoiced, however periodic."""
 PRIOR_LF0, PRIOR_STD = float(np.log(150.0)), 0.12
@@ -156,7 +163,7 @@ def pitch_frames(audio, n, hop, offset, sample_rate, threshold, state, work, out
             energy += seg[j] * seg[j]
         _difference(seg, WINDOW, tau_max, fft, fft_work, d)
         lag, dip = _best_lag(d, tau_min, tau_max, threshold)
-        voiced = dip < threshold and np.sqrt(energy / hop) > SILENCE_RMS
+        voiced = dip < VOICED_DIP and np.sqrt(energy / hop) > SILENCE_RMS
         if voiced:
             lf0 = np.log(sample_rate / lag)
             _register(lf0, reg)
