@@ -81,10 +81,10 @@ def neutral_speech(tiny_corpus) -> list[np.ndarray]:
 @pytest.mark.slow
 def test_espeak_speech_against_world(spec: SignalSpec, neutral_speech) -> None:
     """The centred tracker (what references and copy synthesis read) against DIO + StoneMask
-    over all frames of the corpus's Neutral test utterances. Measured: median 5.0 cents and
-    90th percentile 21 cents over the 1066 frames both call voiced, voicing agreement 0.81,
-    and 0.96 of the frames the tracker calls voiced are voiced for WORLD (YIN's threshold is
-    the more conservative)."""
+    over all frames of the corpus's Neutral test utterances. Measured: median 5.5 cents and
+    90th percentile 25 cents over the 1216 frames both call voiced, voicing agreement 0.89,
+    and 0.96 of the frames the tracker calls voiced are voiced for WORLD (with a voicing dip
+    of 0.3 instead of VOICED_DIP: 1066 frames, 5.0 / 21 cents, agreement 0.81)."""
     err, agree, precision = [], [], []
     for audio in neutral_speech:
         got, world = pitch_offline(audio, spec, centred(SR)), pitch_targets(audio, spec)
@@ -96,7 +96,7 @@ def test_espeak_speech_against_world(spec: SignalSpec, neutral_speech) -> None:
     assert err.size > 500, "too few voiced frames to measure"
     assert np.median(err) < 10.0, f"median {np.median(err):.1f} cents"
     assert np.percentile(err, 90) < 50.0, f"90th percentile {np.percentile(err, 90):.1f} cents"
-    assert agree.mean() > 0.75, f"voicing agreement {agree.mean():.2f}"
+    assert agree.mean() > 0.85, f"voicing agreement {agree.mean():.2f}"
     assert precision.mean() > 0.9, f"tracker-voiced frames voiced for WORLD {precision.mean():.2f}"
 
 

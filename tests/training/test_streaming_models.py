@@ -22,7 +22,7 @@ from support.tiny_checkpoints import audible
 from training.models.causal_stack import CausalStack
 from training.models.content_encoder import ContentEncoder
 from training.models.frames import LF0_SCALE, lifter_matrix
-from training.models.generator import UNVOICED_LOGIT, Generator, frame_pitch
+from training.models.generator import Generator, frame_pitch, vocoder_pitch
 from training.models.streaming import CausalConv1d, CausalUpsample, StreamingModule, split_state
 from training.models.vocoder import SourceFilter, SourceFilterVocoder
 
@@ -196,8 +196,7 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
         moved = model(content, pitch, emotion)
     z = ((pitch[:, 1] - pitch[:, 2]) / pitch[:, 3]).clamp(-5, 5)
     assert (passthrough[:, 80] - (pitch[:, 2] + pitch[:, 3] * z)).abs().max() < 1e-5
-    assert passthrough[:, :80].abs().max() == 0
-    assert torch.equal(passthrough[:, 81], (1 - pitch[:, 0]) * UNVOICED_LOGIT)
+    assert passthrough[:, :80].abs().max() == 0 and passthrough[:, 81].abs().max() == 0
     expected = pitch[:, 2] + LF0_SCALE * 0.4 + 1.5 * pitch[:, 3] * z
     assert (moved[:, 80] - expected).abs().max() < 1e-5
     u = torch.linspace(-0.5, 0.5, 80)
@@ -208,18 +207,20 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
     assert torch.equal(rows[:, 0], frames[:, 80]) and torch.allclose(rows[:, 1], torch.sigmoid(frames[:, 81]))
 
 
-def test_generator_voices_only_frames_the_source_tracker_finds_voiced() -> None:
-    """Whatever the network says, a frame the tracker finds unvoiced gets voicing probability
-    below 1e-8 (the vocoder's harmonic source is off); a voiced one keeps the network's logit,
-    which a large head bias moves."""
+def test_vocoder_voices_only_frames_the_source_tracker_finds_voiced() -> None:
+    """What the vocoder renders: the generator's log-F0 throughout, its voicing probability where
+    the tracker finds the source voiced and 0 where not, whatever the network says (a large head
+    bias makes it say voiced everywhere); Ee reads the ungated frame_pitch."""
     model, (content, pitch), (emotion,), _ = make("generator")
     voiced = pitch[:, 0] > 0.5
     assert 0 < voiced.sum() < voiced.numel()
     with torch.no_grad():
         model.proj.bias[81] = 30.0
-        prob = frame_pitch(model(content, pitch, emotion), 80)[:, 1]
-    assert prob[~voiced].max() < 1e-8
-    assert prob[voiced].min() > 0.99
+        frames = model(content, pitch, emotion)
+    rendered, own = vocoder_pitch(frames, 80, pitch), frame_pitch(frames, 80)
+    assert torch.equal(rendered[:, 0], own[:, 0])
+    assert torch.all(rendered[:, 1][~voiced] == 0) and rendered[:, 1][voiced].min() > 0.99
+    assert own[:, 1].min() > 0.99
 
 
 def test_content_encoder_never_sees_the_harmonic_ripple() -> None:
