@@ -54,11 +54,13 @@ class Stage1(nn.Module):
 
 def reconstruction(gen: nn.Module, content: torch.Tensor, embedding: torch.Tensor, b: Batch) -> dict[str, torch.Tensor]:
     """G(content, the source's pitch, its own embedding) against the clean utterance itself:
-    liftered log-mel L1 ("rec"), log-F0 L1 on voiced frames ("lf0"), voicing BCE ("vuv")."""
+    liftered log-mel L1 ("rec"), log-F0 L1 on voiced frames ("lf0") and its per-utterance spread
+    ("spread"), voicing BCE ("vuv")."""
     mel, lf0, logit = split_frames(gen(content, b.pitch_in, embedding), gen.n_mels)
     target_lf0, target_vuv = b.pitch[:, :1], b.pitch[:, 1:2]
     return {"rec": L.mel_l1(mel, gen.lifter(b.mel), b.lengths),
             "lf0": L.lf0_l1(lf0, target_lf0, target_vuv, b.lengths),
+            "spread": L.lf0_spread(lf0, target_lf0, target_vuv, b.lengths),
             "vuv": L.voicing_bce(logit, target_vuv, b.lengths)}
 
 

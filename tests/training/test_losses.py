@@ -148,6 +148,23 @@ def test_lf0_l1_averages_over_voiced_valid_frames():
     assert float(L.lf0_l1(pred, target, torch.zeros_like(voiced))) == 0.0  # nothing voiced: no loss, no NaN
 
 
+def test_lf0_spread_compares_each_utterances_voiced_spread():
+    """A contour squeezed toward its mean by a factor 0.5 costs half its spread; a shifted one
+    costs nothing; unvoiced and padded frames count for neither; nothing voiced is no loss, no NaN."""
+    target = torch.tensor([[[1.0, 3.0, 50.0, 1.0, 3.0]]])  # voiced values 1, 3, 1, 3: spread 1
+    voiced = torch.tensor([[[1.0, 1.0, 0.0, 1.0, 1.0]]])
+    squeezed = torch.tensor([[[1.5, 2.5, -9.0, 1.5, 2.5]]])
+    assert float(L.lf0_spread(squeezed, target, voiced)) == pytest.approx(0.5, abs=1e-4)
+    assert float(L.lf0_spread(target + 0.7, target, voiced)) == pytest.approx(0.0, abs=1e-3)
+    pred, goal = (torch.cat([target, torch.tensor([[[v]]])], dim=2) for v in (40.0, 0.0))
+    ones = torch.cat([voiced, torch.ones(1, 1, 1)], dim=2)
+    assert float(L.lf0_spread(pred, goal, ones, torch.tensor([5]))) == pytest.approx(0.0, abs=1e-3)
+    pred = squeezed.clone().requires_grad_()
+    loss = L.lf0_spread(pred, target, torch.zeros_like(voiced))
+    loss.backward()
+    assert float(loss) < 1e-3 and torch.isfinite(pred.grad).all()
+
+
 def test_voicing_bce_is_the_binary_cross_entropy_over_valid_frames():
     logits = torch.tensor([[[0.0, math.log(3.0), -math.log(3.0), 100.0]]])
     target = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
