@@ -162,7 +162,7 @@ def test_lf0_spread_compares_each_utterances_voiced_spread():
     pred = squeezed.clone().requires_grad_()
     loss = L.lf0_spread(pred, target, torch.zeros_like(voiced))
     loss.backward()
-    assert float(loss) < 1e-3 and torch.isfinite(pred.grad).all()
+    assert loss.item() < 1e-3 and torch.isfinite(pred.grad).all()
 
 
 def test_voicing_bce_is_the_binary_cross_entropy_over_valid_frames():
