@@ -41,11 +41,11 @@ THRESHOLD = 0.3
 """Cumulative-mean-normalised difference below which a dip is taken as the period (YIN's absolute
 threshold): the first dip under it beats a deeper one at a multiple of the period."""
 VOICED_DIP = 0.5
-"""A frame whose deepest-or-chosen dip is below this is voiced. Looser than THRESHOLD: at 0.3 the
+"""A frame is voiced when the dip _best_lag picks is below this. Looser than THRESHOLD: at 0.3 the
 causal tracker called 0.52 of the corpus's test frames voiced where DIO calls 0.69 (agreement
 0.76); at 0.5, 0.63 (agreement 0.82), and noise stays unvoiced (white and pink 0.00, brown 0.06
-of frames at -26 dBFS). The generator's voicing follows this decision, so a stricter one devoiced
-its output."""
+of frames at -26 dBFS). The vocoder's harmonic source follows this decision
+(training.models.generator.vocoder_pitch), so a stricter one devoices the output."""
 SILENCE_RMS = 10 ** (-55 / 20)
 """A frame quieter than -55 dBFS RMS is unvoiced, however periodic."""
 PRIOR_LF0, PRIOR_STD = float(np.log(150.0)), 0.12

@@ -159,7 +159,8 @@ def split_frames(frames: Tensor, n_mels: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def frame_pitch(frames: Tensor, n_mels: int) -> Tensor:
-    """Generator output -> (B, 2, T) log-F0 and voicing probability: what the vocoder and Ee read."""
+    """Generator output -> (B, 2, T) log-F0 and voicing probability: what Ee reads (the vocoder
+    reads them gated by the source's voicing, vocoder_pitch)."""
     _, lf0, logit = split_frames(frames, n_mels)
     return torch.cat([lf0, torch.sigmoid(logit)], dim=1)
 
