@@ -248,7 +248,7 @@ def run(model_dir: Path, seconds: float, period: float = 1.0, config: str | None
         live_cfg = setup.engine_config(srv, cfg)
         session = LiveSession(switch, live_cfg, srv.input_device, srv.output_device)
         stats, bursts = run_once(srv, session, len(MODES) * seconds, period)
-        late_writes = srv.mic.late_writes
+        mic = {"late_writes": srv.mic.late_writes, "max_backlog_ms": srv.mic.max_backlog_ms}
     played = modes_played(bursts, switch.onsets, period)
     modes = [{"mode": m, "delay": _delay_summary(b), "bursts": b}
              for m in MODES for b in [[x for x, y in zip(bursts, played) if y == m]]]
@@ -259,7 +259,7 @@ def run(model_dir: Path, seconds: float, period: float = 1.0, config: str | None
             "algorithmic_latency_ms": conv.latency_ms, "period_s": period, "seconds_per_mode": seconds,
             "bursts_seen_by_engine": sum(m is not None for m in played), "bursts_played": len(bursts),
             "modes": modes, "added_ms": added_delays(modes),
-            "session": _session_summary(stats, late_writes)}
+            "session": _session_summary(stats, mic)}
 
 
 def modes_played(bursts: list[dict], onsets: list[tuple[float, str]], period: float) -> list[str | None]:
@@ -277,11 +277,11 @@ def modes_played(bursts: list[dict], onsets: list[tuple[float, str]], period: fl
     return played
 
 
-def _session_summary(stats: dict, mic_late_writes: int) -> dict:
+def _session_summary(stats: dict, mic: dict) -> dict:
     return {"xruns": stats["xruns"], "late": stats["late"], "dropped": stats["dropped"], "blocks": stats["blocks"],
             "engine_estimate_ms": stats["latency_ms"], "stream_latency_ms": list(stats["stream_latency_ms"]),
             "devices": list(stats["devices"]), "duplex": stats["duplex"], "notes": stats["notes"],
-            "mic_late_writes": mic_late_writes}
+            "mic_late_writes": mic["late_writes"], "mic_max_backlog_ms": mic["max_backlog_ms"]}
 
 
 def added_delays(modes: list[dict]) -> dict:

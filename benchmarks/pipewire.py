@@ -107,8 +107,15 @@ class PipeWireServer(PulseServer):
             out = self._pactl("load-module", *module.split())
             if out.returncode != 0:
                 raise EVCError(f"PipeWire refused {module.split()[0]}: {out.stderr.strip()}")
-        self._wait_for(lambda: self._pactl("set-default-sink", SINK).returncode == 0
-                       and self._pactl("set-default-source", SOURCE).returncode == 0, "default devices", timeout)
+        self._wait_for(self._defaults_taken, "default devices", timeout)
+
+    def _defaults_taken(self) -> bool:
+        """Asked for, and in effect: WirePlumber applies a configured default after pactl returns,
+        and a stream opened before then is linked to whatever was default."""
+        wanted = (("sink", SINK), ("source", SOURCE))
+        if any(self._pactl(f"set-default-{kind}", name).returncode for kind, name in wanted):
+            return False
+        return all(self._pactl(f"get-default-{kind}").stdout.strip() == name for kind, name in wanted)
 
     def config(self, cfg):
         """PortAudio's 'high' latency: with 'low', ALSA's pulse plugin on pipewire-pulse asks for

@@ -26,13 +26,16 @@ The one harness: `evc bench e2e` and the live-audio tests both use it.
 
 from __future__ import annotations
 
+import array
 import ctypes.util
+import fcntl
 import glob
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -103,6 +106,9 @@ class QueuedMic:
         self.t0: float | None = None
         self.written = 0
         self.late_writes = 0
+        self.max_backlog_ms = 0.0
+        """The most audio written but not yet read by the server (a FIFO's unread bytes); a
+        callback-fed microphone hands its audio over as it is taken and keeps 0."""
         self._queue = np.zeros(0, np.float32)
         self._lock = threading.Lock()
 
@@ -174,6 +180,7 @@ class Mic(QueuedMic):
         elif wait < -self.chunk / self.rate:
             self.late_writes += 1
         x = self.take(self.chunk)
+        self.max_backlog_ms = max(self.max_backlog_ms, 1000.0 * unread_bytes(self._fd) / 2 / self.rate)
         os.write(self._fd, to_pcm16(np.pad(x, (0, self.chunk - x.size))))
 
     def stop(self) -> None:
@@ -184,6 +191,13 @@ class Mic(QueuedMic):
         self._stop.set()
         self._thread.join(timeout=5.0)
         os.close(self._fd)
+
+
+def unread_bytes(fd: int) -> int:
+    """Bytes written to a pipe and not yet read (FIONREAD; Linux answers it on either end)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
 
 
 class Recorder:

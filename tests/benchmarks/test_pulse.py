@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks.pulse import PulseServer, to_pcm16, unavailable
+from benchmarks.pulse import PulseServer, to_pcm16, unavailable, unread_bytes
 from benchmarks.signals import click
 
 pytestmark = [pytest.mark.audio, pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))]
@@ -37,8 +37,22 @@ def test_the_microphone_keeps_wall_clock_time():
         written, elapsed = pa.mic.written, time.monotonic() - pa.mic.t0
         first = pa.mic.play(np.zeros(800, np.float32))
         assert pa.mic.wait(timeout=2.0)
+        backlog_ms = pa.mic.max_backlog_ms
     assert abs(written / 16000 - elapsed) < 0.05
     assert first >= written
+    assert 0.0 <= backlog_ms < 100.0  # the server reads the pipe as it is written
+
+
+def test_unread_bytes_counts_what_the_pipe_holds():
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"\0" * 320)
+        assert unread_bytes(write_end) == unread_bytes(read_end) == 320
+        os.read(read_end, 120)
+        assert unread_bytes(write_end) == 200
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_stop_ends_the_server_and_restores_the_environment():

@@ -75,17 +75,28 @@ def test_evc_live_runs_through_the_server_without_xruns(server, toy, tmp_path, m
     assert "xruns 0 (none); dropped 0, late 0" in summary[-1], summary[-1]
 
 
+def _server_fault(report: dict) -> bool:
+    """The server, not the engine, spoiled the run: it missed a cycle (JACK without realtime
+    scheduling, on a busy machine), or delivered bursts to the engine late or not at all (PipeWire,
+    once in CI's fresh machine and once in a fresh clone: no xrun, and no burst played through
+    wire mode; the report did not say more then). The engine saw every block, so a burst it did
+    not see within half a period of its capture came late from the server."""
+    session = report["session"]
+    late_server = session["xruns"]["total"] and session["mic_late_writes"]
+    return bool(late_server) or report["bursts_seen_by_engine"] < report["bursts_played"]
+
+
 def test_the_e2e_benchmark_runs_through_the_server_without_xruns(server_name, toy):
     report = e2e.run(toy, seconds=1.5, period=0.5, setup=servers.LiveSetup(server_name))
-    if report["session"]["xruns"]["total"] and report["session"]["mic_late_writes"]:
-        # the server itself missed a cycle (JACK without realtime scheduling, on a busy machine):
-        # not the engine's doing, so one more run; the engine must then keep up
+    if _server_fault(report):  # one more run: the engine must then keep up and hear every burst
         report = e2e.run(toy, seconds=1.5, period=0.5, setup=servers.LiveSetup(server_name))
     json.dumps(report)
     session = report["session"]
     assert session["xruns"]["total"] == 0 and session["late"] == 0 and session["dropped"] == 0, session
     wire = report["modes"][0]["delay"]
-    assert wire["found"] >= 2 and report["block_ms"] < wire["median_ms"] < 500.0, wire
+    found = {m["mode"]: m["delay"] for m in report["modes"]}
+    seen = f"{report['bursts_seen_by_engine']} of {report['bursts_played']} bursts seen by the engine"
+    assert wire["found"] >= 2 and report["block_ms"] < wire["median_ms"] < 500.0, (seen, found, session)
 
 
 KILL_CHILD = """
