@@ -24,7 +24,7 @@ from training.data.analysis import (
     pitch_targets,
     silent_envelope,
 )
-from training.data.pitch import deemotionalised, neutral_registers, voiced_stats
+from training.data.pitch import deemotionalised, neutral_registers, register_offset, voiced_stats
 
 SR = 16000
 REG_MEAN, REG_STD = FEATURES.index("reg_mean"), FEATURES.index("reg_std")
@@ -134,3 +134,17 @@ def test_emotional_utterances_get_the_speakers_neutral_register():
     np.testing.assert_allclose(moved[REG_MEAN, :20], neutral[REG_MEAN, :20], atol=0.02)
     assert moved[REG_MEAN, -1] == pytest.approx(mean, abs=0.02)
     assert deemotionalised(angry, None) is angry  # a speaker without neutral speech: unchanged
+
+
+def test_the_register_offset_is_how_far_the_emotion_moves_pitch_level_and_range():
+    rng = np.random.default_rng(1)
+    voiced = (rng.random(200) < 0.7).astype(np.float32)
+    angry = _features(np.log(180.0) + 0.10 * rng.standard_normal(200), voiced)
+    own_mean, own_std = voiced_stats(angry)
+    offset = register_offset(angry, (np.log(120.0), 0.05))
+    assert offset.dtype == np.float32 and offset.shape == (2,)
+    assert offset == pytest.approx([own_mean - np.log(120.0), np.log(own_std / 0.05)], abs=1e-5)
+    assert offset[0] == pytest.approx(np.log(1.5), abs=0.02)
+    assert not register_offset(angry, None).any()
+    assert not register_offset(_features(np.zeros(200), np.zeros(200, np.float32)), (4.8, 0.1)).any()
+

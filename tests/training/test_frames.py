@@ -26,6 +26,17 @@ def test_lifter_is_a_symmetric_projection_of_rank_keep():
     assert np.linalg.matrix_rank(p, tol=1e-4) == LIFTER_KEEP
 
 
+def test_the_lifters_cepstra_are_what_it_keeps():
+    """cepstra(mel) are the kept DCT coefficients: orthonormal rows, and back through them is the lifter."""
+    lifter = MelLifter(N_MELS)
+    mel = torch.randn(2, N_MELS, 7)
+    ceps = lifter.cepstra(mel)
+    assert ceps.shape == (2, LIFTER_KEEP, 7)
+    torch.testing.assert_close(lifter.dct @ lifter.dct.T, torch.eye(LIFTER_KEEP), atol=1e-5, rtol=0)
+    torch.testing.assert_close(lifter.dct.T @ ceps, lifter(mel), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lifter.cepstra(lifter(mel)), ceps, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("keep", [0, N_MELS + 1])
 def test_lifter_rejects_keep_out_of_range(keep: int):
     with pytest.raises(ValueError, match="keep"):

@@ -165,6 +165,49 @@ def test_lf0_spread_compares_each_utterances_voiced_spread():
     assert loss.item() < 1e-3 and torch.isfinite(pred.grad).all()
 
 
+def test_cepstral_spread_compares_each_coefficients_spread_over_active_frames():
+    """Coefficients moving half as much as the target's cost half their spread; an offset costs
+    nothing; inactive frames count for neither."""
+    torch.manual_seed(0)
+    target = torch.randn(2, 5, 40)
+    active = torch.ones(2, 1, 40)
+    active[:, :, 30:] = 0.0
+    mean = target[..., :30].mean(dim=2, keepdim=True)
+    smooth = mean + 0.5 * (target - mean) + 3.0
+    smooth[..., 30:] = 100.0
+    std = target[..., :30].std(dim=2, unbiased=False)
+    assert L.cepstral_spread(smooth, target, active).item() == pytest.approx(0.5 * std.mean().item(), rel=1e-4)
+    assert L.cepstral_spread(target + 1.0, target, active).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_active_frames_are_the_valid_ones_near_the_loudest():
+    mel = torch.full((1, 4, 6), -10.0)
+    mel[0, :, 1] = 0.0
+    mel[0, :, 2] = -3.0
+    mel[0, :, 5] = 5.0  # padding: neither active nor the loudest
+    mask = L.active_frames(mel, torch.tensor([5]), nepers=3.45)
+    assert mask.tolist() == [[[0.0, 1.0, 1.0, 0.0, 0.0, 0.0]]]
+
+
+def test_the_emotion_move_compares_the_conversions_move_with_the_wanted_one():
+    """A conversion 0.5 louder in every band, 0.2 higher and twice as wide in pitch, scored
+    against exactly that move: no loss; asked for nothing: the mean absolute moves."""
+    torch.manual_seed(0)
+    src_mel, src_lf0 = torch.randn(2, 8, 30), 5.0 + 0.1 * torch.randn(2, 1, 30)
+    active = torch.ones(2, 1, 30)
+    voiced = (torch.rand(2, 1, 30) < 0.6).float()
+    centre = (src_lf0 * voiced).sum(dim=2, keepdim=True) / voiced.sum(dim=2, keepdim=True)
+    conv_lf0 = centre + 0.2 + 2.0 * (src_lf0 - centre)
+    wanted = torch.cat([torch.full((2, 8), 0.5), torch.tensor([[0.2, math.log(2.0)]] * 2)], dim=1)
+    exact = L.emotion_move(src_mel + 0.5, conv_lf0, src_mel, src_lf0, active, voiced, wanted)
+    assert exact["spectrum"].item() == pytest.approx(0.0, abs=1e-5) and exact["pitch"].item() == pytest.approx(0.0, abs=1e-4)
+    none = L.emotion_move(src_mel + 0.5, conv_lf0, src_mel, src_lf0, active, voiced, torch.zeros(2, 10))
+    assert none["spectrum"].item() == pytest.approx(0.5, abs=1e-5)
+    assert none["pitch"].item() == pytest.approx(0.2 + math.log(2.0), abs=1e-4)
+    silent = L.emotion_move(src_mel, src_lf0, src_mel, src_lf0, active, torch.zeros_like(voiced), wanted)
+    assert silent["pitch"].item() == 0.0 and torch.isfinite(silent["spectrum"])
+
+
 def test_voicing_bce_is_the_binary_cross_entropy_over_valid_frames():
     logits = torch.tensor([[[0.0, math.log(3.0), -math.log(3.0), 100.0]]])
     target = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.data.spectrum import active_mean, level_tilt, neutral_spectra
+from training.data.spectrum import active_mean, level_tilt, neutral_spectra, spectral_offset
 from training.models.frames import spectral_basis
 
 N_MELS, T = 80, 120
@@ -57,6 +57,17 @@ def test_no_neutral_spectrum_or_no_frames_leaves_the_input_unchanged(neutral):
     assert not got.any() and got.shape[1] == 1
 
 
+def test_the_spectral_offset_keeps_the_whole_change_of_the_active_spectrum():
+    rng = np.random.default_rng(3)
+    mel, neutral = _utterance(rng, level=0.8), np.linspace(-3.0, -5.0, N_MELS)
+    mel[10:20, :100] += 1.0  # a bump in the spectrum: not a level or a tilt, kept all the same
+    offset = spectral_offset(mel, neutral)
+    assert offset.dtype == np.float32 and offset.shape == (mel.shape[0],)
+    np.testing.assert_allclose(offset, active_mean(mel) - neutral, atol=1e-5)
+    assert offset[10:20].mean() - offset[30:40].mean() > 0.9
+    assert not spectral_offset(mel, None).any() and not spectral_offset(mel[:, :0], neutral).any()
+
+
 def test_a_speaker_without_neutral_utterances_has_no_neutral_spectrum():
     rng = np.random.default_rng(2)
     assert neutral_spectra([_utterance(rng)], ["0012"], [False]) == {}
@@ -75,3 +86,9 @@ def test_training_inputs_carry_the_neutral_level_and_the_targets_the_emotions(ti
         level[EMOTIONS[label]].append(float(corpus.offsets[i].mean()) * 20 / np.log(10))  # dB
     assert abs(np.mean(level["Neutral"])) < 0.5
     assert np.mean(level["Angry"]) > 3.0 and np.mean(level["Sad"]) < -3.0
+    # the emotion offsets carry the same move, and Angry's pitch level above Sad's
+    moves = {k: np.mean([corpus.emotion_offsets[i].numpy() for i in np.flatnonzero(corpus.labels == j)], axis=0)
+             for j, k in enumerate(EMOTIONS)}
+    n = corpus.spec.n_mels
+    assert moves["Angry"][:n].mean() * 20 / np.log(10) > 3.0 and moves["Sad"][:n].mean() * 20 / np.log(10) < -3.0
+    assert moves["Angry"][n] > moves["Sad"][n] and abs(moves["Neutral"][n]) < 0.05

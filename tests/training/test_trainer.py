@@ -107,6 +107,19 @@ def test_stage2_converts_toward_the_reference_emotion(runs, held_out, tiny_corpu
     assert _conversion_losses(stage2, unseen) < _conversion_losses(stage1, unseen)
 
 
+def test_stage2_moves_conversions_by_the_references_emotion_offset_through_the_generator(runs, tiny_corpus):
+    """The emotion-move losses are finite, scored, and reach the generator only (the encoders are frozen)."""
+    models = {n: m.train() for n, m in _models(runs[1]["checkpoint"], "stage1").items()}
+    batch = draw_batch(MelCorpus(tiny_corpus, SignalSpec(), "train", limit=60), 10, 96, seed=3, step=0)
+    assert batch.emotion_offset.shape == (10, SignalSpec().n_mels + 2)
+    losses = Stage2(models)(batch)
+    for key in ("move_mel", "move_lf0"):
+        assert torch.isfinite(losses[key]) and 0.0 < losses[key].item() < 5.0, (key, losses[key])
+    (losses["move_mel"] + losses["move_lf0"]).backward()
+    grads = {n: sum(float(p.grad.abs().sum()) for p in m.parameters() if p.grad is not None) for n, m in models.items()}
+    assert grads["generator"] > 0.0 and grads["content_encoder"] == grads["emotion_encoder"] == 0.0, grads
+
+
 def test_stage2_requires_a_stage1_checkpoint(tiny_corpus, cfg, runs, tmp_path):
     with pytest.raises(ModelError, match="expected stage1"):
         train("stage2", cfg, tiny_corpus, tmp_path / "x", init=runs[2]["checkpoint"], progress=False)

@@ -19,8 +19,8 @@ from engine.signal import EMOTIONS, SignalSpec
 from training.data.analysis import analyse_files, cache_dir, delayed, delayed_pitch, silent_envelope
 from training.data.augment import Degradation, degrade
 from training.data.esd import Utterance, scan
-from training.data.pitch import deemotionalised, neutral_registers
-from training.data.spectrum import level_tilt, neutral_spectra
+from training.data.pitch import deemotionalised, neutral_registers, register_offset
+from training.data.spectrum import level_tilt, neutral_spectra, spectral_offset
 from training.features import LogMel
 
 
@@ -37,7 +37,8 @@ class Batch:
     degraded as a microphone records them on augmented items; pitch: (B, 2, S) target log-F0 (held) and voicing
     (training.data.analysis.pitch_targets); envelope: (B, 2*order, S) the vocoder's filter
     cepstra targets, or (B, 0, S) when the corpus was loaded without them;
-    labels: (B,) emotion index; speakers: (B,) speaker index;
+    emotion_offset: (B, n_mels + 2) how far each utterance's emotion moves it from its speaker's
+    neutral voice (MelCorpus._emotion_offsets); labels: (B,) emotion index; speakers: (B,) speaker index;
     positive/negative: (B,) index of a same-emotion other-speaker item and of an
     other-emotion item (triplets); reference: (B,) index of an item of another emotion
     (Stage II conversion reference).
@@ -49,6 +50,7 @@ class Batch:
     pitch_in: torch.Tensor
     pitch: torch.Tensor
     envelope: torch.Tensor
+    emotion_offset: torch.Tensor
     lengths: torch.Tensor
     labels: torch.Tensor
     speakers: torch.Tensor
@@ -91,8 +93,10 @@ class MelCorpus:
         self.audio = [load_audio(p, spec.sample_rate) for p in paths]
         with torch.no_grad():
             self.mels = [self._logmel(torch.from_numpy(a)[None])[0] for a in self.audio]
-        self.pitch_in = self._registered([pitch_offline(a, spec) for a in self.audio])
+        pitches = [pitch_offline(a, spec) for a in self.audio]
+        self.pitch_in = self._registered(pitches)
         self.offsets = self._levelled()
+        self.emotion_offsets = self._emotion_offsets(pitches)
         lag = spec.lookahead_frames
         self.pitch = [torch.from_numpy(delayed_pitch(p, lag))
                       for p in analyse_files(paths, "pitch", spec, jobs, cache_dir())]
@@ -115,8 +119,16 @@ class MelCorpus:
     def _levelled(self) -> list[torch.Tensor]:
         """Per utterance, its (n_mels, 1) level and tilt offset from the speaker's neutral spectrum."""
         mels, speakers = [m.numpy() for m in self.mels], [u.speaker for u in self.utts]
-        neutral = neutral_spectra(mels, speakers, [u.label == 0 for u in self.utts])
-        return [torch.from_numpy(level_tilt(m, neutral.get(s))) for m, s in zip(mels, speakers)]
+        self._neutral = neutral_spectra(mels, speakers, [u.label == 0 for u in self.utts])
+        return [torch.from_numpy(level_tilt(m, self._neutral.get(s))) for m, s in zip(mels, speakers)]
+
+    def _emotion_offsets(self, pitches: list[np.ndarray]) -> list[torch.Tensor]:
+        """Per utterance (n_mels + 2,): how far its emotion moves it from its speaker's neutral voice,
+        the active log-mel spectrum (spectral_offset), then the voiced log-F0's mean and log spread
+        (register_offset): what a Stage II conversion to it must add (training.stages.Stage2)."""
+        return [torch.from_numpy(np.concatenate([spectral_offset(m.numpy(), self._neutral.get(u.speaker)),
+                                                 register_offset(p, self._registers.get(u.speaker))]))
+                for m, p, u in zip(self.mels, pitches, self.utts)]
 
     def mel_in(self, i: int) -> torch.Tensor:
         """(n_mels, T) utterance i's log-mel with its speaker's neutral level and tilt (derived on
@@ -220,6 +232,7 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
     stacked = {k: torch.stack([it[k] for it in items]) for k in rows}
     return Batch(
         **stacked,
+        emotion_offset=torch.stack([corpus.emotion_offsets[i] for i in chosen]),
         lengths=torch.tensor([it["valid"] for it in items]),
         labels=torch.from_numpy(labels).long(),
         speakers=torch.from_numpy(speakers).long(),

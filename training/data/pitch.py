@@ -52,6 +52,16 @@ def neutral_registers(pitches: list[np.ndarray], speakers: list[str], neutral: l
             for s, v in pooled.items() if sum(a.size for a in v) >= 2}
 
 
+def register_offset(pitch: np.ndarray, register: tuple[float, float] | None) -> np.ndarray:
+    """(2,) float32 of tracker features (4, T): the voiced log-F0's mean minus the speaker's neutral
+    mean, and the log of its spread over theirs (how far the emotion moves pitch level and
+    range); zeros when the speaker has no neutral register or the utterance too few voiced frames."""
+    own = voiced_stats(pitch)
+    if register is None or own is None:
+        return np.zeros(2, np.float32)
+    return np.array([own[0] - register[0], np.log(own[1] / register[1])], np.float32)
+
+
 def deemotionalised(pitch: np.ndarray, register: tuple[float, float] | None) -> np.ndarray:
     """Tracker features (4, T) of the utterance's contour mapped onto the speaker's neutral register.
 

@@ -48,6 +48,16 @@ def neutral_spectra(mels: list[np.ndarray], speakers: list[str], neutral: list[b
     return {s: np.mean(v, axis=0) for s, v in pooled.items()}
 
 
+def spectral_offset(mel: np.ndarray, neutral: np.ndarray | None) -> np.ndarray:
+    """(n_mels,) float32 active_mean of mel (n_mels, T) minus the speaker's neutral spectrum: the
+    whole spectral change of the utterance's emotion (level_tilt keeps only its level and tilt);
+    zeros when the speaker has none or the utterance is empty."""
+    own = active_mean(mel)
+    if neutral is None or own is None:
+        return np.zeros(mel.shape[0], np.float32)
+    return (own - neutral).astype(np.float32)
+
+
 def level_tilt(mel: np.ndarray, neutral: np.ndarray | None) -> np.ndarray:
     """(n_mels, 1) float32 offset a + b u of mel (n_mels, T) from the speaker's neutral spectrum;
     zeros when the speaker has none or the utterance is empty."""

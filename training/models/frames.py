@@ -26,14 +26,21 @@ LF0_CENTRE, LF0_SCALE = math.log(150.0), 0.5
 """Log-F0 enters the networks as (lf0 - LF0_CENTRE) / LF0_SCALE: 150 Hz is 0, an octave is 1.39."""
 
 
-def lifter_matrix(n_mels: int, keep: int = LIFTER_KEEP) -> np.ndarray:
-    """(n_mels, n_mels) float32 projection: orthonormal DCT-II, keep the first `keep` coefficients, invert."""
+def dct_matrix(n_mels: int, keep: int = LIFTER_KEEP) -> np.ndarray:
+    """(keep, n_mels) float64: the first `keep` rows of the orthonormal DCT-II over the mel bands
+    (row k of it times a log-mel frame is the frame's k-th cepstral coefficient)."""
     if not 1 <= keep <= n_mels:
         raise ValueError(f"keep must be in 1..{n_mels}, got {keep}")
-    k, n = np.arange(n_mels)[:, None], np.arange(n_mels)[None, :]
+    k, n = np.arange(keep)[:, None], np.arange(n_mels)[None, :]
     dct = np.cos(np.pi * k * (2 * n + 1) / (2 * n_mels)) * np.sqrt(2.0 / n_mels)
     dct[0] /= np.sqrt(2.0)
-    return (dct[:keep].T @ dct[:keep]).astype(np.float32)
+    return dct
+
+
+def lifter_matrix(n_mels: int, keep: int = LIFTER_KEEP) -> np.ndarray:
+    """(n_mels, n_mels) float32 projection: orthonormal DCT-II, keep the first `keep` coefficients, invert."""
+    dct = dct_matrix(n_mels, keep)
+    return (dct.T @ dct).astype(np.float32)
 
 
 class MelLifter(nn.Module):
@@ -42,10 +49,15 @@ class MelLifter(nn.Module):
     def __init__(self, n_mels: int = 80, keep: int = LIFTER_KEEP) -> None:
         super().__init__()
         self.register_buffer("matrix", torch.from_numpy(lifter_matrix(n_mels, keep)), persistent=False)
+        self.register_buffer("dct", torch.from_numpy(dct_matrix(n_mels, keep).astype(np.float32)), persistent=False)
 
     def forward(self, mel: Tensor) -> Tensor:
         """mel: (B, n_mels, T) -> (B, n_mels, T)."""
         return torch.matmul(self.matrix, mel)
+
+    def cepstra(self, mel: Tensor) -> Tensor:
+        """mel: (B, n_mels, T) -> (B, keep, T) the cepstral coefficients the lifter keeps."""
+        return torch.matmul(self.dct, mel)
 
 
 def spectral_basis(n_mels: int) -> np.ndarray:
