@@ -101,7 +101,8 @@ class Stage2(nn.Module):
         the source's own (MelCorpus._emotion_offsets): the reference's emotion and strength put on the
         source speaker's neutral voice, read as the statistics an emotion moves (mean spectrum,
         pitch level and range). Judged by R alone, conversions stayed near neutral: the independent
-        evaluator read about half of the conversions to Angry and to Happy as Neutral."""
+        evaluator read about half of the conversions to Angry and to Happy as Neutral. Logged; no
+        recipe weights it (three weightings did not raise accuracy: README, tried and not kept)."""
         n = self.gen.n_mels
         wanted = b.emotion_offset[b.reference] - b.emotion_offset
         wanted = torch.cat([self.gen.lifter(wanted[:, :n, None])[..., 0], wanted[:, n:]], dim=1)
