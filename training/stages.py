@@ -56,7 +56,8 @@ class Stage1(nn.Module):
 def reconstruction(gen: nn.Module, content: torch.Tensor, embedding: torch.Tensor, b: Batch) -> dict[str, torch.Tensor]:
     """G(content, the source's pitch, its own embedding) against the clean utterance itself:
     liftered log-mel L1 ("rec") and its cepstra's spread over the active frames ("ceps_spread"),
-    log-F0 L1 on voiced frames ("lf0") and its per-utterance spread ("spread"), voicing BCE ("vuv")."""
+    log-F0 L1 on voiced frames ("lf0"), its per-utterance spread ("spread") and the spread of its
+    frame-to-frame changes ("slope_spread"), voicing BCE ("vuv")."""
     mel, lf0, logit = split_frames(gen(content, b.pitch_in, embedding), gen.n_mels)
     target_lf0, target_vuv = b.pitch[:, :1], b.pitch[:, 1:2]
     active = L.active_frames(b.mel, b.lengths, ACTIVE_NEPERS)
@@ -64,6 +65,7 @@ def reconstruction(gen: nn.Module, content: torch.Tensor, embedding: torch.Tenso
             "ceps_spread": L.cepstral_spread(gen.lifter.cepstra(mel), gen.lifter.cepstra(b.mel), active),
             "lf0": L.lf0_l1(lf0, target_lf0, target_vuv, b.lengths),
             "spread": L.lf0_spread(lf0, target_lf0, target_vuv, b.lengths),
+            "slope_spread": L.lf0_slope_spread(lf0, target_lf0, target_vuv, b.lengths),
             "vuv": L.voicing_bce(logit, target_vuv, b.lengths)}
 
 

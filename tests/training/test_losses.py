@@ -165,6 +165,22 @@ def test_lf0_spread_compares_each_utterances_voiced_spread():
     assert loss.item() < 1e-3 and torch.isfinite(pred.grad).all()
 
 
+def test_lf0_slope_spread_compares_frame_to_frame_changes_over_voiced_pairs():
+    """A contour moving half as much between voiced frames costs half the spread of its changes;
+    changes into or out of an unvoiced frame, and past the length, count for nothing; a shifted
+    contour costs nothing; nothing voiced is no loss, no NaN."""
+    target = torch.tensor([[[0.0, 2.0, 0.0, 2.0, 0.0, 9.0, 5.0]]])  # changes +2 -2 +2 -2: spread 2
+    voiced = torch.tensor([[[1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0]]])
+    lengths = torch.tensor([6])
+    slow = torch.tensor([[[0.0, 1.0, 0.0, 1.0, 0.0, -30.0, 40.0]]])  # changes +1 -1 +1 -1: spread 1
+    assert float(L.lf0_slope_spread(slow, target, voiced, lengths)) == pytest.approx(1.0, abs=1e-4)
+    assert float(L.lf0_slope_spread(target + 0.7, target, voiced, lengths)) == pytest.approx(0.0, abs=1e-3)
+    pred = slow.clone().requires_grad_()
+    loss = L.lf0_slope_spread(pred, target, torch.zeros_like(voiced))
+    loss.backward()
+    assert loss.item() < 1e-3 and torch.isfinite(pred.grad).all()
+
+
 def test_cepstral_spread_compares_each_coefficients_spread_over_active_frames():
     """Coefficients moving half as much as the target's cost half their spread; an offset costs
     nothing; inactive frames count for neither."""
