@@ -44,8 +44,7 @@ VOICED_DIP = 0.5
 """A frame is voiced when the dip _best_lag picks is below this. Looser than THRESHOLD: at 0.3 the
 causal tracker called 0.52 of the corpus's test frames voiced where DIO calls 0.69 (agreement
 0.76); at 0.5, 0.63 (agreement 0.82), and noise stays unvoiced (white and pink 0.00, brown 0.06
-of frames at -26 dBFS). The vocoder's harmonic source follows this decision
-(training.models.generator.vocoder_pitch), so a stricter one devoices the output."""
+of frames at -26 dBFS)."""
 SILENCE_RMS = 10 ** (-55 / 20)
 """A frame quieter than -55 dBFS RMS is unvoiced, however periodic."""
 PRIOR_LF0, PRIOR_STD = float(np.log(150.0)), 0.12

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from training.models.generator import vocoder_pitch
+from training.models.generator import frame_pitch
 from training.models.streaming import StreamingModule, split_state
 
 STATE_PREFIXES = {"content_encoder": "ec_", "generator": "gen_", "vocoder": "voc_"}
@@ -55,7 +55,7 @@ class StepGraph(nn.Module):
         content, s_ec = self.content_encoder.step(mel, s_ec)
         frames, s_gen = self.generator.step(content, pitch, emotion, s_gen)
         n_mels = self.generator.n_mels
-        audio, s_voc = self.vocoder.step(frames[:, :n_mels], vocoder_pitch(frames, n_mels, pitch), s_voc)
+        audio, s_voc = self.vocoder.step(frames[:, :n_mels], frame_pitch(frames, n_mels), s_voc)
         return audio.reshape(1, -1), frames, *s_ec, *s_gen, *s_voc
 
 

@@ -18,7 +18,7 @@ from engine.pitch import pitch_offline, reference_pitch
 from engine.signal import SignalSpec
 from export.load import Networks, load_networks, load_part
 from training.features import LogMel
-from training.models.generator import vocoder_pitch
+from training.models.generator import frame_pitch
 
 
 def log_mel(audio: np.ndarray, spec: SignalSpec) -> Tensor:
@@ -38,17 +38,17 @@ def ref_pitch(audio: np.ndarray, spec: SignalSpec) -> Tensor:
 
 
 @torch.no_grad()
-def render_frames(networks: Networks, frames: Tensor, pitch: Tensor) -> Tensor:
-    """The generator's frames (1, n_mels + 2, T) of a source with tracker features pitch (1, 4, T)
-    through the vocoder (training.models.generator.vocoder_pitch) -> audio (1, T * hop), offline."""
+def render_frames(networks: Networks, frames: Tensor) -> Tensor:
+    """The generator's frames (1, n_mels + 2, T) through the vocoder (training.models.generator.frame_pitch)
+    -> audio (1, T * hop), offline."""
     n_mels = networks.generator.n_mels
-    return networks.vocoder(frames[:, :n_mels], vocoder_pitch(frames, n_mels, pitch)).reshape(1, -1)
+    return networks.vocoder(frames[:, :n_mels], frame_pitch(frames, n_mels)).reshape(1, -1)
 
 
 @torch.no_grad()
 def convert_mel(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tensor) -> Tensor:
     """mel: (1, n_mels, T), pitch: (1, 4, T), embedding: (1, D) -> audio (1, T * hop), offline (whole sequence)."""
-    return render_frames(networks, networks.generator(networks.content_encoder(mel), pitch, embedding), pitch)
+    return render_frames(networks, networks.generator(networks.content_encoder(mel), pitch, embedding))
 
 
 @torch.no_grad()

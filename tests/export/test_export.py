@@ -99,10 +99,9 @@ def _stream_onnx(model_dir, manifest, feeds, level="enable_all") -> dict[str, np
                        (STEP_OUTPUT, FRAMES_OUTPUT))
 
 
-def _vocoder_of(networks, frames: np.ndarray, pitch: torch.Tensor) -> np.ndarray:
-    """The offline PyTorch vocoder of generator frames (82, T) of a source with tracker features
-    pitch (1, 4, >= T) -> audio (T * hop,)."""
-    return render_frames(networks, torch.from_numpy(frames)[None], pitch[..., :frames.shape[-1]])[0].numpy()
+def _vocoder_of(networks, frames: np.ndarray) -> np.ndarray:
+    """The offline PyTorch vocoder of generator frames (82, T) -> audio (T * hop,)."""
+    return render_frames(networks, torch.from_numpy(frames)[None])[0].numpy()
 
 
 def _whole(n_samples: int, block: int) -> int:
@@ -132,7 +131,7 @@ def test_onnx_stream_equals_torch_stream_equals_offline(block, exported, torch_s
     assert np.abs(torch_out["frames"] - offline_frames[:, :n]).max() < TOL
     assert np.abs(onnx_out["frames"] - offline_frames[:, :n]).max() < TOL
     for out in (onnx_out, torch_out):
-        assert np.abs(out["audio"] - _vocoder_of(networks, out["frames"], pitch)).max() < TOL
+        assert np.abs(out["audio"] - _vocoder_of(networks, out["frames"])).max() < TOL
         assert log_spectral_distance_db(out["audio"], offline_audio[: n * HOP]) < SPECTRAL_TOLERANCE_DB
 
 
@@ -172,7 +171,7 @@ def test_engine_step_runner_reproduces_torch_streaming(block, exported, torch_st
         frames.append(runner.outputs[FRAMES_OUTPUT][0].copy())
     frames = np.concatenate(frames, axis=1)
     assert np.abs(frames - torch_stream(block)["frames"]).max() < TOL
-    assert np.abs(np.concatenate(audio) - _vocoder_of(networks, frames, pitch)).max() < TOL
+    assert np.abs(np.concatenate(audio) - _vocoder_of(networks, frames)).max() < TOL
 
 
 @pytest.mark.parametrize("block", [2])

@@ -22,7 +22,7 @@ from support.tiny_checkpoints import audible
 from training.models.causal_stack import CausalStack
 from training.models.content_encoder import ContentEncoder
 from training.models.frames import LF0_SCALE, lifter_matrix
-from training.models.generator import Generator, frame_pitch, vocoder_pitch
+from training.models.generator import Generator, frame_pitch
 from training.models.streaming import CausalConv1d, CausalUpsample, StreamingModule, split_state
 from training.models.vocoder import SourceFilter, SourceFilterVocoder
 
@@ -205,22 +205,6 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
     assert float(spectral[0] - spectral[-1]) == pytest.approx(1.2, abs=0.05)  # the lifter keeps the tilt
     rows = frame_pitch(frames, 80)
     assert torch.equal(rows[:, 0], frames[:, 80]) and torch.allclose(rows[:, 1], torch.sigmoid(frames[:, 81]))
-
-
-def test_vocoder_voices_only_frames_the_source_tracker_finds_voiced() -> None:
-    """What the vocoder renders: the generator's log-F0 throughout, its voicing probability where
-    the tracker finds the source voiced and 0 where not, whatever the network says (a large head
-    bias makes it say voiced everywhere); Ee reads the ungated frame_pitch."""
-    model, (content, pitch), (emotion,), _ = make("generator")
-    voiced = pitch[:, 0] > 0.5
-    assert 0 < voiced.sum() < voiced.numel()
-    with torch.no_grad():
-        model.proj.bias[81] = 30.0
-        frames = model(content, pitch, emotion)
-    rendered, own = vocoder_pitch(frames, 80, pitch), frame_pitch(frames, 80)
-    assert torch.equal(rendered[:, 0], own[:, 0])
-    assert torch.all(rendered[:, 1][~voiced] == 0) and rendered[:, 1][voiced].min() > 0.99
-    assert own[:, 1].min() > 0.99
 
 
 def test_content_encoder_never_sees_the_harmonic_ripple() -> None:
