@@ -72,7 +72,7 @@ def lf0_slope_spread(pred: torch.Tensor, target: torch.Tensor, voiced: torch.Ten
     the shipped generator's frame-to-frame changes had 0.70 of WORLD's spread on neutral sources
     rendered neutral, and the evaluator's lf0_slope_std of its conversions sat 0.4 corpus spreads
     below natural speech's."""
-    pair = (_valid(lengths, pred)[:, None] * voiced.float())
+    pair = _valid(lengths, pred)[:, None] * voiced.float()
     pair = pair[..., 1:] * pair[..., :-1]
     return _spread_gap(pred[..., 1:] - pred[..., :-1], target[..., 1:] - target[..., :-1], pair)
 

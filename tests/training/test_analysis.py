@@ -147,4 +147,3 @@ def test_the_register_offset_is_how_far_the_emotion_moves_pitch_level_and_range(
     assert offset[0] == pytest.approx(np.log(1.5), abs=0.02)
     assert not register_offset(angry, None).any()
     assert not register_offset(_features(np.zeros(200), np.zeros(200, np.float32)), (4.8, 0.1)).any()
-
