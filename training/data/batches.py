@@ -19,6 +19,7 @@ from engine.signal import EMOTIONS, SignalSpec
 from training.data.analysis import analyse_files, cache_dir, delayed, delayed_pitch, silent_envelope
 from training.data.augment import Degradation, degrade
 from training.data.esd import Utterance, scan
+from training.data.parallel import aligned_frames, partners
 from training.data.pitch import deemotionalised, neutral_registers, register_offset
 from training.data.spectrum import level_tilt, neutral_spectra, spectral_offset
 from training.features import LogMel
@@ -41,7 +42,11 @@ class Batch:
     neutral voice (MelCorpus._emotion_offsets); labels: (B,) emotion index; speakers: (B,) speaker index;
     positive/negative: (B,) index of a same-emotion other-speaker item and of an
     other-emotion item (triplets); reference: (B,) index of an item of another emotion
-    (Stage II conversion reference).
+    (Stage II conversion reference); the item's parallel partner (training.data.parallel: the same
+    speaker and sentence under another emotion; the item itself where the corpus has none) on the
+    item's frames, parallel_mel (B, n_mels, S) and parallel_pitch (B, 2, S) (voiced where both are),
+    and its own crop from the frame paired with the item's first, partner_mel (B, n_mels, S),
+    partner_pitch (B, 2, S) and partner_lengths (B,).
     """
 
     mel: torch.Tensor
@@ -57,6 +62,11 @@ class Batch:
     positive: torch.Tensor
     negative: torch.Tensor
     reference: torch.Tensor
+    parallel_mel: torch.Tensor
+    parallel_pitch: torch.Tensor
+    partner_mel: torch.Tensor
+    partner_pitch: torch.Tensor
+    partner_lengths: torch.Tensor
 
     def to(self, device) -> Batch:
         return Batch(**{k: v.to(device) for k, v in vars(self).items()})
@@ -109,6 +119,8 @@ class MelCorpus:
         names = sorted({u.speaker for u in self.utts})
         self.speakers = np.array([names.index(u.speaker) for u in self.utts])
         self.by_label = [np.flatnonzero(self.labels == k) for k in range(len(EMOTIONS))]
+        self.partners = partners(self.utts)
+        self._alignments: dict[tuple[int, int], np.ndarray] = {}
 
     def _registered(self, pitches: list[np.ndarray]) -> list[torch.Tensor]:
         """Tracker features with each speaker's neutral register (training.data.pitch)."""
@@ -152,6 +164,34 @@ class MelCorpus:
             mel = self._logmel(torch.from_numpy(y)[None])[0, :, ctx:] - self.offsets[i]
         pitch = deemotionalised(pitch_offline(y, self.spec), self._registers.get(self.utts[i].speaker))
         return mel, torch.from_numpy(pitch[:, ctx:])
+
+    def alignment(self, i: int, j: int) -> np.ndarray:
+        """(T_i,) the frame of utterance j paired with each frame of utterance i (cached; the
+        identity for j == i)."""
+        if (i, j) not in self._alignments:
+            self._alignments[i, j] = (np.arange(self.mels[i].shape[1]) if i == j
+                                      else aligned_frames(self.mel_in(i).numpy(), self.mel_in(j).numpy()))
+        return self._alignments[i, j]
+
+    def parallel(self, i: int, j: int, frames: int, start: int) -> dict[str, torch.Tensor | int]:
+        """Utterance j on the frames of utterance i's crop (`item(i, frames, start)`):
+        {parallel_mel (n_mels, frames), parallel_pitch (2, frames): j's log-mel and log-F0 at the frames
+        paired with i's (the pitch delayed by the lookahead as `item`'s), voiced where both are;
+        partner_mel, partner_pitch, partner_lengths: j's own crop from the frame paired with `start`}.
+        """
+        idx, lag = self.alignment(i, j), self.spec.lookahead_frames
+        valid = max(0, min(frames, len(idx) - start))
+        t = np.arange(start, start + valid)
+        source = t - lag
+        paired = np.where(source >= 0, idx[np.maximum(source, 0)] + lag, 0)
+        pitch = self.pitch[j][:, np.minimum(paired, self.pitch[j].shape[1] - 1)].clone()
+        pitch[1] *= self.pitch[i][1, start:start + valid]
+        floor = float(np.log(self.spec.log_floor))
+        n = self.mels[j].shape[1]
+        own = self.item(j, frames, int(min(idx[min(start, len(idx) - 1)], max(0, n - frames))))
+        return {"parallel_mel": _padded(self.mels[j][:, idx[t]], frames, floor),
+                "parallel_pitch": _held(pitch, frames, voiced_row=1),
+                "partner_mel": own["mel"], "partner_pitch": own["pitch"], "partner_lengths": own["valid"]}
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -204,8 +244,9 @@ def _partner(rng, labels, speakers, i, same_label: bool) -> int:
     return int(pool[rng.integers(len(pool))])
 
 
-TRAIN, VALIDATION, AUGMENT = 0, 1, 2
-"""Independent random streams for training and validation batches, and for degrading training inputs."""
+TRAIN, VALIDATION, AUGMENT, PARALLEL = 0, 1, 2, 3
+"""Independent random streams for training and validation batches, for degrading training inputs and
+for choosing parallel partners."""
 AUGMENT_CONTEXT_FRAMES = 20
 """Frames degraded and analysed before a crop (200 ms at 10 ms hops: the longest analysis window and
 the pitch tracker's settling)."""
@@ -218,20 +259,28 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
     rng = np.random.default_rng([seed, stream, step, rank])
     present = [k for k, idx in enumerate(corpus.by_label) if len(idx)]
     chosen = [int(rng.choice(corpus.by_label[present[b % len(present)]])) for b in range(batch_size)]
-    items = []
+    items, starts = [], []
     for b, i in enumerate(chosen):
         n = corpus.mels[i].shape[1]
         start = int(rng.integers(max(1, n - frames + 1)))
+        starts.append(start)
         items.append(corpus.item(i, frames, start))
         augment_rng = np.random.default_rng([seed, AUGMENT, step, rank, b])
         if corpus.augment is not None and stream == TRAIN and augment_rng.random() < corpus.augment.p:
             items[-1]["mel_in"], items[-1]["pitch_in"] = corpus.degraded_inputs(i, frames, start, augment_rng)
+    partner_rng = np.random.default_rng([seed, PARALLEL, stream, step, rank])
+    for it, i, start in zip(items, chosen, starts):
+        pool = corpus.partners[i]
+        j = int(pool[partner_rng.integers(len(pool))]) if len(pool) else i
+        it.update(corpus.parallel(i, j, frames, start))
     labels, speakers = corpus.labels[chosen], corpus.speakers[chosen]
     idx = range(batch_size)
-    rows = ("mel", "mel_in", "audio", "pitch_in", "pitch", "envelope")
+    rows = ("mel", "mel_in", "audio", "pitch_in", "pitch", "envelope", "parallel_mel", "parallel_pitch",
+            "partner_mel", "partner_pitch")
     stacked = {k: torch.stack([it[k] for it in items]) for k in rows}
     return Batch(
         **stacked,
+        partner_lengths=torch.tensor([it["partner_lengths"] for it in items]),
         emotion_offset=torch.stack([corpus.emotion_offsets[i] for i in chosen]),
         lengths=torch.tensor([it["valid"] for it in items]),
         labels=torch.from_numpy(labels).long(),
