@@ -120,6 +120,24 @@ def test_stage2_moves_conversions_by_the_references_emotion_offset_through_the_g
     assert grads["generator"] > 0.0 and grads["content_encoder"] == grads["emotion_encoder"] == 0.0, grads
 
 
+def test_stage2_parallel_losses_reach_the_generator_and_are_reconstruction_for_the_item_itself(runs, tiny_corpus):
+    """Against a partner under another emotion the parallel losses are finite, reach the generator
+    only and exceed the item's own reconstruction; with the item as its own partner they equal it."""
+    models = {n: m.eval() for n, m in _models(runs[1]["checkpoint"], "stage1").items()}
+    corpus = MelCorpus(tiny_corpus, SignalSpec(), "train")
+    losses = Stage2(models)(draw_batch(corpus, 10, 96, seed=3, step=0))
+    keys = ("rec", "lf0", "ceps_spread", "spread", "slope_spread")
+    assert losses["par_rec"] > losses["rec"] and losses["par_lf0"] > losses["lf0"], losses
+    sum(losses[f"par_{k}"] for k in keys).backward()
+    grads = {n: sum(float(p.grad.abs().sum()) for p in m.parameters() if p.grad is not None) for n, m in models.items()}
+    assert grads["generator"] > 0.0 and grads["content_encoder"] == grads["emotion_encoder"] == 0.0, grads
+    corpus.partners = [np.zeros(0, np.int64)] * len(corpus)
+    with torch.no_grad():
+        alone = Stage2(models)(draw_batch(corpus, 10, 96, seed=3, step=0))
+    for key in (*keys, "vuv"):
+        assert torch.allclose(alone[f"par_{key}"], alone[key]), (key, alone[f"par_{key}"], alone[key])
+
+
 def test_stage2_requires_a_stage1_checkpoint(tiny_corpus, cfg, runs, tmp_path):
     with pytest.raises(ModelError, match="expected stage1"):
         train("stage2", cfg, tiny_corpus, tmp_path / "x", init=runs[2]["checkpoint"], progress=False)
