@@ -7,9 +7,12 @@ Each objective is an nn.Module so DistributedDataParallel can wrap it whole.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from engine.signal import SignalSpec
 from training import losses as L
 from training.data.batches import Batch
 from training.data.spectrum import ACTIVE_NEPERS
@@ -80,7 +83,9 @@ class Stage2(nn.Module):
     partner's embedding) with that partner on the item's frames: the same speaker saying the same
     sentence with the reference's emotion, as the engine must render it (in the speaker's timing).
     Judged by Ee and R alone, the conversions of the models up to commit d3331a1 stayed near
-    neutral: the independent evaluator read 74 of 126 conversions to Happy as Neutral.
+    neutral: the independent evaluator read 74 of 126 conversions to Happy as Neutral. The noise
+    losses ("noise_rec", "noise_vuv") ask G, with the batch's reference embeddings, to render noise
+    alone (Batch.noise_mel) silent and unvoiced, as the engine must in a quiet moment.
     """
 
     def __init__(self, models: dict[str, nn.Module]):
@@ -103,11 +108,24 @@ class Stage2(nn.Module):
         return {
             **reconstruction(self.gen, content, b.pitch_in, own.embedding, b.mel, b.pitch, b.lengths),
             **{f"par_{k}": v for k, v in parallel.items()},
+            **self.quiet(b, e_ref),
             "cc": L.content_consistency(self.ec(mel), content, b.lengths),
             "ecc": L.emotion_category_consistency(seen.logits, b.labels[b.reference]),
             "esc": L.emotion_strength_consistency(seen.strength, s_ref),
             "move_mel": move["spectrum"], "move_lf0": move["pitch"],
         }
+
+    def quiet(self, b: Batch, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
+        """G on noise alone (N items) with embeddings (B, D) cycled over them: liftered log-mel L1
+        against the log floor ("noise_rec") and voicing BCE against unvoiced ("noise_vuv")."""
+        with torch.no_grad():
+            content = self.ec(b.noise_mel)
+        n = len(b.noise_mel)
+        e = embeddings[torch.arange(n, device=embeddings.device) % len(embeddings)]
+        mel, _, logit = split_frames(self.gen(content, b.noise_pitch, e), self.gen.n_mels)
+        silent = torch.full_like(mel, math.log(SignalSpec.log_floor))
+        return {"noise_rec": L.mel_l1(mel, self.gen.lifter(silent)),
+                "noise_vuv": L.voicing_bce(logit, torch.zeros_like(logit))}
 
     def emotion_move(self, converted: torch.Tensor, b: Batch) -> dict[str, torch.Tensor]:
         """The conversion's move from its clean source against the reference's emotion offset less

@@ -17,7 +17,7 @@ from engine.audio import load_audio
 from engine.pitch import pitch_offline
 from engine.signal import EMOTIONS, SignalSpec
 from training.data.analysis import analyse_files, cache_dir, delayed, delayed_pitch, silent_envelope
-from training.data.augment import Degradation, degrade
+from training.data.augment import Degradation, coloured_noise, degrade, hum
 from training.data.esd import Utterance, scan
 from training.data.parallel import aligned_frames, partners
 from training.data.pitch import deemotionalised, neutral_registers, register_offset
@@ -46,7 +46,8 @@ class Batch:
     speaker and sentence under another emotion; the item itself where the corpus has none) on the
     item's frames, parallel_mel (B, n_mels, S) and parallel_pitch (B, 2, S) (voiced where both are),
     and its own crop from the frame paired with the item's first, partner_mel (B, n_mels, S),
-    partner_pitch (B, 2, S) and partner_lengths (B,).
+    partner_pitch (B, 2, S) and partner_lengths (B,); noise alone as the engine hears it
+    (MelCorpus.noise_inputs), noise_mel (N, n_mels, S) and noise_pitch (N, 4, S), N = NOISE_ITEMS.
     """
 
     mel: torch.Tensor
@@ -67,6 +68,8 @@ class Batch:
     partner_mel: torch.Tensor
     partner_pitch: torch.Tensor
     partner_lengths: torch.Tensor
+    noise_mel: torch.Tensor
+    noise_pitch: torch.Tensor
 
     def to(self, device) -> Batch:
         return Batch(**{k: v.to(device) for k, v in vars(self).items()})
@@ -193,6 +196,21 @@ class MelCorpus:
                 "parallel_pitch": _held(pitch, frames, voiced_row=1),
                 "partner_mel": own["mel"], "partner_pitch": own["pitch"], "partner_lengths": own["valid"]}
 
+    def noise_inputs(self, frames: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-mel (n_mels, frames), tracker features (4, frames)) of noise alone, as the engine
+        computes them from a microphone in a quiet moment: coloured noise (white to brown), with
+        mains hum on NOISE_HUM_P of the crops, at a level drawn from NOISE_LEVELS_DBFS, analysed
+        with AUGMENT_CONTEXT_FRAMES before the crop."""
+        rate, ctx = self.spec.sample_rate, AUGMENT_CONTEXT_FRAMES
+        n = (ctx + frames) * self.spec.hop
+        y = coloured_noise(n, rng.uniform(0.0, 2.0), rng)
+        if rng.random() < NOISE_HUM_P:
+            y = y + rng.uniform(0.2, 1.0) * hum(n, rate, rng)
+        y = (y * 10 ** (rng.uniform(*NOISE_LEVELS_DBFS) / 20) / np.sqrt(np.mean(y ** 2))).astype(np.float32)
+        with torch.no_grad():
+            mel = self._logmel(torch.from_numpy(y)[None])[0, :, ctx:]
+        return mel, torch.from_numpy(pitch_offline(y, self.spec)[:, ctx:])
+
     def __len__(self) -> int:
         return len(self.utts)
 
@@ -244,13 +262,19 @@ def _partner(rng, labels, speakers, i, same_label: bool) -> int:
     return int(pool[rng.integers(len(pool))])
 
 
-TRAIN, VALIDATION, AUGMENT, PARALLEL = 0, 1, 2, 3
-"""Independent random streams for training and validation batches, for degrading training inputs and
-for choosing parallel partners."""
+TRAIN, VALIDATION, AUGMENT, PARALLEL, NOISE = 0, 1, 2, 3, 4
+"""Independent random streams for training and validation batches, for degrading training inputs,
+for choosing parallel partners and for the noise-alone crops."""
 AUGMENT_CONTEXT_FRAMES = 20
 """Frames degraded and analysed before a crop (200 ms at 10 ms hops: the longest analysis window and
 the pitch tracker's settling)."""
 BABBLE_POOL = 6
+NOISE_ITEMS, NOISE_HUM_P, NOISE_LEVELS_DBFS = 4, 0.3, (-70.0, -20.0)
+"""Noise-alone crops per batch (Stage II's noise losses: the generator must render them silent and
+unvoiced), how often they carry hum, and their level range (a quiet room's floor to loud fan noise:
+the bundled-model test plays white noise at -26 and -40 dBFS). Nothing else in training shows the
+generator noise alone: two Stage II runs of one recipe voiced white noise in up to 0.16 and 0.89 of
+their frames."""
 
 
 def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step: int,
@@ -273,6 +297,8 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
         pool = corpus.partners[i]
         j = int(pool[partner_rng.integers(len(pool))]) if len(pool) else i
         it.update(corpus.parallel(i, j, frames, start))
+    noise_rng = np.random.default_rng([seed, NOISE, stream, step, rank])
+    noise = [corpus.noise_inputs(frames, noise_rng) for _ in range(NOISE_ITEMS)]
     labels, speakers = corpus.labels[chosen], corpus.speakers[chosen]
     idx = range(batch_size)
     rows = ("mel", "mel_in", "audio", "pitch_in", "pitch", "envelope", "parallel_mel", "parallel_pitch",
@@ -281,6 +307,7 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
     return Batch(
         **stacked,
         partner_lengths=torch.tensor([it["partner_lengths"] for it in items]),
+        noise_mel=torch.stack([m for m, _ in noise]), noise_pitch=torch.stack([p for _, p in noise]),
         emotion_offset=torch.stack([corpus.emotion_offsets[i] for i in chosen]),
         lengths=torch.tensor([it["valid"] for it in items]),
         labels=torch.from_numpy(labels).long(),
