@@ -7,6 +7,9 @@
                            "sha256": "...", "registered": "2026-11-02T10:00:00+00:00",
                            "model": "<sha256 of emotion_encoder.onnx>"}}}
 
+An entry registered from several references (`evc register NAME A.wav B.wav ...`) holds
+their mean embedding; its "source" lists them, separated by SOURCE_SEPARATOR.
+
 `model` identifies the emotion encoder that made the embedding: the embedding space
 is the encoder's, and the generator was trained against that frozen encoder, so an
 entry is valid for every step graph exported with the same encoder (any block size)
@@ -20,11 +23,13 @@ never a mix. A bank file that does not parse is reported, never overwritten.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,6 +47,7 @@ MIN_VOICED_S = 1.0
 MAX_STRENGTH = 1.5
 """Largest strength of set_emotion: above 1 extrapolates past the reference (exaggeration)."""
 NEUTRAL = "Neutral"
+SOURCE_SEPARATOR = " | "
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$", re.IGNORECASE)
 
 
@@ -169,18 +175,23 @@ class EmotionBank:
                            "(evc register neutral NEUTRAL.wav)")
         return max(candidates, key=lambda e: (e.probabilities.get(NEUTRAL, 0.0), e.name))
 
-    def register(self, name: str, wav_path: str | Path, encoder: EmotionEncoder,
+    def register(self, name: str, wav_paths: str | Path | Sequence[str | Path], encoder: EmotionEncoder,
                  overwrite: bool = False) -> BankEntry:
-        """Encode the whole reference wav_path once and store it under `name`.
+        """Encode the whole reference (or each of several references) once and store it under `name`.
 
-        Refuses a silent reference, one with less than MIN_VOICED_S of voiced audio,
-        and an existing name unless overwrite.
+        Several references are stored as their mean embedding (probabilities and strength averaged,
+        durations summed): a reference carries some of its speaker along with its emotion, and the
+        mean over several speakers' references keeps the emotion. Refuses a silent reference, one
+        with less than MIN_VOICED_S of voiced audio, and an existing name unless overwrite.
         """
         name = valid_name(name)
         entries = self._read()
         if name in entries and not overwrite:
             raise EVCError(f"'{name}' is already in the bank {self.path}: pass --overwrite to replace it")
-        entry = _encode_reference(name, Path(wav_path), encoder)
+        paths = [wav_paths] if isinstance(wav_paths, (str, Path)) else list(wav_paths)
+        if not paths:
+            raise EVCError(f"'{name}': no reference given")
+        entry = _mean_entry([_encode_reference(name, Path(p), encoder) for p in paths])
         entries[name] = entry
         self._write(entries)
         return entry
@@ -251,6 +262,21 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _mean_entry(entries: list[BankEntry]) -> BankEntry:
+    """One entry standing for several of one name: mean embedding, probabilities and strength, summed
+    durations; sources joined by SOURCE_SEPARATOR and sha256 the digest of their digests, in order."""
+    if len(entries) == 1:
+        return entries[0]
+    probabilities = {k: float(np.mean([e.probabilities[k] for e in entries])) for k in entries[0].probabilities}
+    return replace(
+        entries[0], embedding=np.mean([e.embedding for e in entries], axis=0).astype(np.float32),
+        category=max(probabilities, key=probabilities.get), probabilities=probabilities,
+        strength=float(np.mean([e.strength for e in entries])),
+        duration_s=round(sum(e.duration_s for e in entries), 3), voiced_s=round(sum(e.voiced_s for e in entries), 3),
+        source=SOURCE_SEPARATOR.join(e.source for e in entries),
+        sha256=hashlib.sha256("".join(e.sha256 for e in entries).encode()).hexdigest())
 
 
 def _encode_reference(name: str, path: Path, encoder: EmotionEncoder) -> BankEntry:

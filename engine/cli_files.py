@@ -22,9 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", default=None, help="exported model directory (default: engine.yaml model.dir)")
 
-    p = sub.add_parser("register", parents=[model], help="encode a reference utterance into the emotion bank")
+    p = sub.add_parser("register", parents=[model],
+                       help="encode a reference utterance (or several: their mean) into the emotion bank")
     p.add_argument("name", help="bank name: 1-32 letters, digits, '_' or '-'")
-    p.add_argument("reference", help="reference recording (WAV/FLAC/OGG/MP3) carrying the emotion")
+    p.add_argument("reference", nargs="+",
+                   help="reference recording(s) (WAV/FLAC/OGG/MP3) carrying the emotion; several are averaged")
     p.add_argument("--overwrite", action="store_true", help="replace an existing entry of that name")
     p.set_defaults(func=cmd_register)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.audio import load_audio
-from engine.bank import FORMAT, EmotionBank, EmotionEncoder, check_entry, model_id, valid_name
+from engine.bank import FORMAT, SOURCE_SEPARATOR, EmotionBank, EmotionEncoder, check_entry, model_id, valid_name
 from engine.errors import EVCError
 from engine.features import log_mel_offline
 from engine.manifest import load_manifest, sha256_file
@@ -59,6 +59,28 @@ def test_register_stores_what_the_encoder_says(bank, encoder, ref):
     assert entry.source == str(ref.resolve())
     assert entry.model == model_id(encoder.manifest) == encoder.manifest.graphs["emotion_encoder"].sha256
     assert entry.registered.endswith("+00:00")
+
+
+def test_several_references_are_stored_as_their_mean(bank, encoder, tmp_path):
+    refs = [reference_wav(tmp_path / f"ref{k}.wav", seed=k, f0=f0, gain=g)
+            for k, (f0, g) in enumerate([(120.0, 1.0), (200.0, 0.3), (160.0, 0.6)])]
+    alone = [bank.register(f"one{k}", r, encoder) for k, r in enumerate(refs)]
+    entry = bank.register("angry", [str(r) for r in refs], encoder)
+    np.testing.assert_allclose(entry.embedding, np.mean([e.embedding for e in alone], axis=0), rtol=1e-6)
+    assert not np.allclose(alone[0].embedding, alone[1].embedding)  # the mean is not any one of them
+    assert entry.duration_s == pytest.approx(9.0)
+    assert entry.voiced_s == pytest.approx(sum(e.voiced_s for e in alone), abs=2e-3)
+    assert entry.source.split(SOURCE_SEPARATOR) == [str(r.resolve()) for r in refs]
+    assert entry.sha256 != alone[0].sha256 and len(entry.sha256) == 64
+    assert EmotionBank(bank.path).get("angry").to_json() == entry.to_json()
+
+
+def test_one_bad_reference_among_several_is_named_and_nothing_is_stored(bank, encoder, tmp_path):
+    good = reference_wav(tmp_path / "good.wav")
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(48000, np.float32))
+    with pytest.raises(EVCError, match="silent.wav is silent"):
+        bank.register("angry", [good, silent], encoder)
+    assert bank.list() == []
 
 
 def test_entries_survive_a_reload(bank, encoder, ref, cfg):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +66,17 @@ def test_register_list_show_remove(cfg_file, tmp_path, capsys):
     assert "removed 'angry'" in capsys.readouterr().out
     assert main(["--config", str(cfg_file), "bank", "list"]) == 0
     assert "no entries" in capsys.readouterr().out
+
+
+def test_register_several_references_and_a_missing_one(cfg_file, tmp_path, capsys):
+    refs = [str(reference_wav(tmp_path / f"ref{k}.wav", seed=k)) for k in range(2)]
+    assert main(["--config", str(cfg_file), "register", "happy", *refs]) == 0
+    assert "6.0 s" in capsys.readouterr().out  # durations summed: two references of 3 s
+    assert main(["--config", str(cfg_file), "bank", "show", "happy"]) == 0
+    out = capsys.readouterr().out
+    assert "duration_s: 6.0" in out and all(str(Path(r).resolve()) in out for r in refs)
+    assert main(["--config", str(cfg_file), "register", "sad", refs[0], str(tmp_path / "nope.wav")]) == 1
+    assert "nope.wav" in _error_line(capsys)
 
 
 def test_bank_list_marks_entries_of_another_model(registered, tmp_path, capsys):
