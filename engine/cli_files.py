@@ -94,8 +94,16 @@ def cmd_bank_list(args: argparse.Namespace) -> int:
     print(f"{cfg.bank_path}:")
     for e in entries:
         stale = "  [other model: register again]" if current and e.model != current else ""
-        print(f"  {e.name:<32} {_summary(e)}  {e.source}{stale}")
+        print(f"  {e.name:<32} {_summary(e)}  {_sources(e.source)}{stale}")
     return 0
+
+
+def _sources(source: str) -> str:
+    """An entry's source, or for a mean of several references their count and the first."""
+    from engine.bank import SOURCE_SEPARATOR
+
+    paths = source.split(SOURCE_SEPARATOR)
+    return source if len(paths) == 1 else f"{len(paths)} references: {paths[0]} ..."
 
 
 def _current_model(cfg: EngineConfig) -> str | None:

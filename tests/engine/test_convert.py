@@ -75,6 +75,8 @@ def test_register_several_references_and_a_missing_one(cfg_file, tmp_path, capsy
     assert main(["--config", str(cfg_file), "bank", "show", "happy"]) == 0
     out = capsys.readouterr().out
     assert "duration_s: 6.0" in out and all(str(Path(r).resolve()) in out for r in refs)
+    assert main(["--config", str(cfg_file), "bank", "list"]) == 0
+    assert f"2 references: {Path(refs[0]).resolve()} ..." in capsys.readouterr().out
     assert main(["--config", str(cfg_file), "register", "sad", refs[0], str(tmp_path / "nope.wav")]) == 1
     assert "nope.wav" in _error_line(capsys)
 
