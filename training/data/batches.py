@@ -185,6 +185,8 @@ class MelCorpus:
         idx, lag = self.alignment(i, j), self.spec.lookahead_frames
         valid = max(0, min(frames, len(idx) - start))
         t = np.arange(start, start + valid)
+        # pitch targets are delayed by `lag`: model frame t renders source frame t - lag, whose partner
+        # frame idx[t - lag] is delayed column idx[t - lag] + lag (column 0: the delay's unvoiced fill)
         source = t - lag
         paired = np.where(source >= 0, idx[np.maximum(source, 0)] + lag, 0)
         pitch = self.pitch[j][:, np.minimum(paired, self.pitch[j].shape[1] - 1)].clone()
