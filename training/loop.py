@@ -262,12 +262,14 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
 
 def _corpus(data, spec: SignalSpec, split: str, cfg: TrainConfig, stage: str) -> MelCorpus:
     """The split's utterances of the training speakers (cfg.speakers minus cfg.exclude_speakers);
-    the vocoder stage loads its envelope targets, on at most scfg.max_utterances utterances."""
+    the vocoder stage loads its envelope targets, on at most scfg.max_utterances utterances, and
+    Stage II its conversion rows (parallel partners, noise alone)."""
     scfg = cfg.stages[stage]
     order = (cfg.models.get("vocoder") or {}).get("order", 128) if stage == "vocoder" else None
     augment = degradation(stage, scfg.augment) if scfg.augment is not None and split == "train" else None
     corpus = MelCorpus(data, spec, split, training_speakers(data, cfg), envelope_order=order,
-                       jobs=cfg.analysis_jobs, limit=scfg.max_utterances, augment=augment)
+                       jobs=cfg.analysis_jobs, limit=scfg.max_utterances, augment=augment,
+                       conversion=stage == "stage2")
     if not len(corpus):
         raise ConfigError(f"{data}: no {split} utterance of the training speakers")
     return corpus

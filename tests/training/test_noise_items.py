@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def corpus(tiny_corpus):
-    return MelCorpus(tiny_corpus, SignalSpec(), "train", limit=20)
+    return MelCorpus(tiny_corpus, SignalSpec(), "train", limit=20, conversion=True)
 
 
 def _power(mel: torch.Tensor) -> float:
@@ -40,3 +40,12 @@ def test_noise_crops_are_drawn_from_the_batch_seed(corpus):
     assert a.noise_mel.shape == (NOISE_ITEMS, SignalSpec().n_mels, 40)
     assert torch.equal(a.noise_mel, b.noise_mel) and torch.equal(a.noise_pitch, b.noise_pitch)
     assert not torch.equal(a.noise_mel, c.noise_mel)
+
+
+def test_other_stages_skip_the_conversion_rows_and_draw_the_same_batches(corpus, tiny_corpus):
+    plain = MelCorpus(tiny_corpus, SignalSpec(), "train", limit=20)
+    a, b = draw_batch(plain, 5, 40, seed=4, step=2), draw_batch(corpus, 5, 40, seed=4, step=2)
+    assert a.noise_mel.shape == (0, SignalSpec().n_mels, 40) and a.parallel_mel.shape == (5, 0, 40)
+    assert a.partner_pitch.shape == (5, 0, 40) and not a.partner_lengths.any()
+    for row in ("mel", "mel_in", "pitch_in", "pitch", "labels", "reference"):
+        assert torch.equal(getattr(a, row), getattr(b, row)), row

@@ -68,7 +68,7 @@ def test_partners_on_the_items_frames_match_its_speech(tiny_corpus):
 @pytest.mark.slow
 def test_an_item_without_partners_is_its_own_parallel_target(tiny_corpus):
     """With no parallel partner the parallel rows are the item's own crop, delayed pitch included."""
-    corpus = MelCorpus(tiny_corpus, SignalSpec(lookahead_frames=1), "train", limit=30)
+    corpus = MelCorpus(tiny_corpus, SignalSpec(lookahead_frames=1), "train", limit=30, conversion=True)
     corpus.partners = [np.zeros(0, np.int64)] * len(corpus)
     b = draw_batch(corpus, 6, 120, seed=2, step=0)
     for own, parallel in ((b.mel, b.parallel_mel), (b.pitch, b.parallel_pitch), (b.mel, b.partner_mel),

@@ -68,7 +68,7 @@ def runs(tiny_corpus, cfg, tmp_path_factory):
 @pytest.fixture(scope="module")
 def held_out(tiny_corpus):
     """The test split: 2 sentences × 5 emotions × 4 speakers never seen in training."""
-    return MelCorpus(tiny_corpus, SignalSpec(), "test")
+    return MelCorpus(tiny_corpus, SignalSpec(), "test", conversion=True)
 
 
 def test_stage1_loss_falls(runs):
@@ -98,7 +98,8 @@ def test_stage2_converts_toward_the_reference_emotion(runs, held_out, tiny_corpu
     stage1, stage2 = _models(runs[1]["checkpoint"], "stage1"), _models(runs[2]["checkpoint"], "stage2")
     before, after = conversion_accuracy(stage1, held_out), conversion_accuracy(stage2, held_out)
     assert after > before, f"Rc on converted speech: {before:.2f} before Stage II, {after:.2f} after"
-    seen = draw_batch(MelCorpus(tiny_corpus, SignalSpec(), "train"), 20, 96, seed=1, step=0, stream=VALIDATION)
+    train_set = MelCorpus(tiny_corpus, SignalSpec(), "train", conversion=True)
+    seen = draw_batch(train_set, 20, 96, seed=1, step=0, stream=VALIDATION)
     fit_before, fit_after = _conversion_losses(stage1, seen), _conversion_losses(stage2, seen)
     # measured 1.266 -> 1.068 (-16 %) in tiny.yaml's 60 steps, with the content input at the
     # speaker's neutral level and tilt (training.data.spectrum)
@@ -110,7 +111,7 @@ def test_stage2_converts_toward_the_reference_emotion(runs, held_out, tiny_corpu
 def test_stage2_moves_conversions_by_the_references_emotion_offset_through_the_generator(runs, tiny_corpus):
     """The emotion-move losses are finite, scored, and reach the generator only (the encoders are frozen)."""
     models = {n: m.train() for n, m in _models(runs[1]["checkpoint"], "stage1").items()}
-    batch = draw_batch(MelCorpus(tiny_corpus, SignalSpec(), "train", limit=60), 10, 96, seed=3, step=0)
+    batch = draw_batch(MelCorpus(tiny_corpus, SignalSpec(), "train", limit=60, conversion=True), 10, 96, seed=3, step=0)
     assert batch.emotion_offset.shape == (10, SignalSpec().n_mels + 2)
     losses = Stage2(models)(batch)
     for key in ("move_mel", "move_lf0"):
@@ -124,7 +125,7 @@ def test_stage2_parallel_losses_reach_the_generator_and_are_reconstruction_for_t
     """Against a partner under another emotion the parallel losses are finite, reach the generator
     only and exceed the item's own reconstruction; with the item as its own partner they equal it."""
     models = {n: m.eval() for n, m in _models(runs[1]["checkpoint"], "stage1").items()}
-    corpus = MelCorpus(tiny_corpus, SignalSpec(), "train")
+    corpus = MelCorpus(tiny_corpus, SignalSpec(), "train", conversion=True)
     losses = Stage2(models)(draw_batch(corpus, 10, 96, seed=3, step=0))
     keys = ("rec", "lf0", "ceps_spread", "spread", "slope_spread")
     assert losses["par_rec"] > losses["rec"] and losses["par_lf0"] > losses["lf0"], losses
@@ -142,7 +143,8 @@ def test_stage2_noise_losses_ask_a_stage1_generator_for_silence_through_the_gene
     """Stage I never shows the generator noise alone: its output on it sits far above the log floor
     (measured: liftered L1 5.1 nepers, voicing BCE 0.43); the losses reach the generator only."""
     models = {n: m.train() for n, m in _models(runs[1]["checkpoint"], "stage1").items()}
-    losses = Stage2(models)(draw_batch(MelCorpus(tiny_corpus, SignalSpec(), "train", limit=60), 10, 96, seed=3, step=0))
+    corpus = MelCorpus(tiny_corpus, SignalSpec(), "train", limit=60, conversion=True)
+    losses = Stage2(models)(draw_batch(corpus, 10, 96, seed=3, step=0))
     assert losses["noise_rec"] > 1.0 and 0.05 < losses["noise_vuv"] < 5.0, losses
     (losses["noise_rec"] + losses["noise_vuv"]).backward()
     grads = {n: sum(float(p.grad.abs().sum()) for p in m.parameters() if p.grad is not None) for n, m in models.items()}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from engine.audio import load_audio
-from engine.pitch import pitch_offline
+from engine.pitch import N_FEATURES, pitch_offline
 from engine.signal import EMOTIONS, SignalSpec
 from training.data.analysis import analyse_files, cache_dir, delayed, delayed_pitch, silent_envelope
 from training.data.augment import Degradation, coloured_noise, degrade, hum
@@ -48,6 +48,8 @@ class Batch:
     and its own crop from the frame paired with the item's first, partner_mel (B, n_mels, S),
     partner_pitch (B, 2, S) and partner_lengths (B,); noise alone as the engine hears it
     (MelCorpus.noise_inputs), noise_mel (N, n_mels, S) and noise_pitch (N, 4, S), N = NOISE_ITEMS.
+    The partner and noise rows are drawn for a corpus loaded with `conversion` (Stage II reads
+    them) and are empty otherwise: (B, 0, S), partner_lengths zeros, N = 0.
     """
 
     mel: torch.Tensor
@@ -86,6 +88,9 @@ class MelCorpus:
     targets (pitch, envelope, and the audio the vocoder is compared with) are delayed by L
     frames, while the inputs (mel, pitch_in) stay as the engine computes them.
 
+    With `conversion`, batches also carry what Stage II's conversion losses read: each item's
+    parallel partner and crops of noise alone (see Batch); the other stages skip that work.
+
     With `augment`, training batches take their inputs (mel_in, pitch_in) from a degraded copy
     of the crop (degraded_inputs); the targets and Ee's input (mel, pitch) stay clean: a
     reference is registered once, and a random microphone level would hide the loudness that
@@ -94,8 +99,9 @@ class MelCorpus:
 
     def __init__(self, root: str | Path, spec: SignalSpec, split: str, speakers=None,
                  envelope_order: int | None = None, jobs: int = 1, limit: int | None = None,
-                 augment: Degradation | None = None):
+                 augment: Degradation | None = None, conversion: bool = False):
         self.spec = spec
+        self.conversion = conversion
         self.augment = augment
         self._logmel = LogMel(spec)
         self.utts: list[Utterance] = scan(root, speakers=speakers, splits=[split])
@@ -294,13 +300,7 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
         augment_rng = np.random.default_rng([seed, AUGMENT, step, rank, b])
         if corpus.augment is not None and stream == TRAIN and augment_rng.random() < corpus.augment.p:
             items[-1]["mel_in"], items[-1]["pitch_in"] = corpus.degraded_inputs(i, frames, start, augment_rng)
-    partner_rng = np.random.default_rng([seed, PARALLEL, stream, step, rank])
-    for it, i, start in zip(items, chosen, starts):
-        pool = corpus.partners[i]
-        j = int(pool[partner_rng.integers(len(pool))]) if len(pool) else i
-        it.update(corpus.parallel(i, j, frames, start))
-    noise_rng = np.random.default_rng([seed, NOISE, stream, step, rank])
-    noise = [corpus.noise_inputs(frames, noise_rng) for _ in range(NOISE_ITEMS)]
+    noise = _conversion_rows(corpus, items, chosen, starts, frames, seed, step, rank, stream)
     labels, speakers = corpus.labels[chosen], corpus.speakers[chosen]
     idx = range(batch_size)
     rows = ("mel", "mel_in", "audio", "pitch_in", "pitch", "envelope", "parallel_mel", "parallel_pitch",
@@ -309,7 +309,7 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
     return Batch(
         **stacked,
         partner_lengths=torch.tensor([it["partner_lengths"] for it in items]),
-        noise_mel=torch.stack([m for m, _ in noise]), noise_pitch=torch.stack([p for _, p in noise]),
+        noise_mel=noise[0], noise_pitch=noise[1],
         emotion_offset=torch.stack([corpus.emotion_offsets[i] for i in chosen]),
         lengths=torch.tensor([it["valid"] for it in items]),
         labels=torch.from_numpy(labels).long(),
@@ -318,3 +318,23 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
         negative=torch.tensor([_partner(rng, labels, speakers, i, False) for i in idx]),
         reference=torch.tensor([_partner(rng, labels, speakers, i, False) for i in idx]),
     )
+
+
+def _conversion_rows(corpus: MelCorpus, items: list[dict], chosen: list[int], starts: list[int], frames: int,
+                     seed: int, step: int, rank: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adds each item's parallel partner rows (MelCorpus.parallel) to `items` and returns the noise-alone
+    crops (noise_mel (N, n_mels, frames), noise_pitch (N, 4, frames)), each from its own random
+    stream; without corpus.conversion, empty rows and N = 0 (no alignment, no noise analysis)."""
+    if not corpus.conversion:
+        for it in items:
+            it.update({"parallel_mel": it["mel"][:0], "parallel_pitch": it["pitch"][:0], "partner_mel": it["mel"][:0],
+                       "partner_pitch": it["pitch"][:0], "partner_lengths": 0})
+        return (torch.zeros(0, corpus.spec.n_mels, frames), torch.zeros(0, N_FEATURES, frames))
+    partner_rng = np.random.default_rng([seed, PARALLEL, stream, step, rank])
+    for it, i, start in zip(items, chosen, starts):
+        pool = corpus.partners[i]
+        j = int(pool[partner_rng.integers(len(pool))]) if len(pool) else i
+        it.update(corpus.parallel(i, j, frames, start))
+    noise_rng = np.random.default_rng([seed, NOISE, stream, step, rank])
+    noise = [corpus.noise_inputs(frames, noise_rng) for _ in range(NOISE_ITEMS)]
+    return torch.stack([m for m, _ in noise]), torch.stack([p for _, p in noise])
