@@ -53,7 +53,7 @@ class StepGraph(nn.Module):
         """mel: (1, n_mels, N), pitch: (1, 4, N), emotion: (1, D), state... -> (audio (1, N * hop), new state...)."""
         s_ec, s_gen, s_voc = split_state(list(state), [m for _, m in self.parts])
         content, s_ec = self.content_encoder.step(mel, s_ec)
-        frames, s_gen = self.generator.step(content, pitch, emotion, s_gen)
+        frames, s_gen = self.generator.step(content, pitch, emotion, s_gen, mel)
         n_mels = self.generator.n_mels
         audio, s_voc = self.vocoder.step(frames[:, :n_mels], frame_pitch(frames, n_mels), s_voc)
         return audio.reshape(1, -1), frames, *s_ec, *s_gen, *s_voc

@@ -46,9 +46,16 @@ def render_frames(networks: Networks, frames: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def convert_frames(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tensor) -> Tensor:
+    """mel: (1, n_mels, T), pitch: (1, 4, T), embedding: (1, D) -> the generator's frames
+    (1, n_mels + 2, T), offline (whole sequence)."""
+    return networks.generator(networks.content_encoder(mel), pitch, embedding, mel)
+
+
+@torch.no_grad()
 def convert_mel(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tensor) -> Tensor:
     """mel: (1, n_mels, T), pitch: (1, 4, T), embedding: (1, D) -> audio (1, T * hop), offline (whole sequence)."""
-    return render_frames(networks, networks.generator(networks.content_encoder(mel), pitch, embedding))
+    return render_frames(networks, convert_frames(networks, mel, pitch, embedding))
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ from engine.errors import ModelError
 from engine.manifest import NEXT_SUFFIX, STEP_OUTPUT
 from export.graphs import EmotionEncoderGraph, StepGraph, VocoderGraph
 from export.load import Networks
-from export.reference import embed_mel, log_mel, ref_pitch, render_frames, source_pitch
+from export.reference import convert_frames, embed_mel, log_mel, ref_pitch, render_frames, source_pitch
 
 TOLERANCE = 1e-4
 SPECTRAL_TOLERANCE_DB = 0.05
@@ -234,7 +234,7 @@ def verify_step(networks: Networks, step: tuple[StepGraph, Path], block: int, p:
     cut = lambda x: whole_blocks(x, block)  # noqa: E731
     pitch = cut(p.pitch_in)
     with torch.no_grad():
-        frames = networks.generator(networks.content_encoder(cut(p.mel)), pitch, p.embedding)
+        frames = convert_frames(networks, cut(p.mel), pitch, p.embedding)
         offline = {"audio": render_frames(networks, frames)[0].numpy(), "frames": frames[0].numpy()}
     errors, onnx_out = verify_stream(offline, *step, {"mel": p.mel, "pitch": p.pitch_in}, {"emotion": p.embedding},
                                      block)

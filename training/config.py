@@ -6,7 +6,7 @@ data (steps, learning rate, trainable networks, loss weights), run by one loop.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ class StageConfig:
     # that differ from its defaults; {} takes them all); None: clean inputs. Not for the vocoder,
     # whose input is the generator's mel, never a microphone's.
     augment: dict | None = None
+    # Network options this stage changes, merged over the top-level `models` for this stage's run
+    # and recorded so in its checkpoints (the bundled recipe gives the generator its source skip
+    # from Stage II on: training.models.generator).
+    models: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,13 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def for_stage(self, stage: str) -> TrainConfig:
+        """This config with `stage`'s network options merged over `models`."""
+        changes = self.stages[stage].models or {}
+        models = {name: {**(self.models.get(name) or {}), **(changes.get(name) or {})}
+                  for name in {*self.models, *changes}}
+        return replace(self, models=models)
+
 
 def _stage(name: str, data: dict) -> StageConfig:
     try:
@@ -75,6 +86,12 @@ def _stage(name: str, data: dict) -> StageConfig:
         raise ConfigError(f"stages.{name}.max_utterances: must be positive")
     if stage.augment is not None:
         degradation(name, stage.augment)
+    if stage.models is not None:
+        from training.build import NETWORKS
+
+        unknown = sorted(set(stage.models) - set(NETWORKS)) if isinstance(stage.models, dict) else ["?"]
+        if unknown or not all(isinstance(v, dict) for v in stage.models.values()):
+            raise ConfigError(f"stages.{name}.models: expected network name -> options ({', '.join(NETWORKS)})")
     if stage.steps <= 0 or stage.batch_size <= 0 or stage.segment_frames <= 0 or stage.lr <= 0:
         raise ConfigError(f"stages.{name}: steps, lr, batch_size and segment_frames must be positive")
     return stage

@@ -180,9 +180,9 @@ def _log_samples(log: RunLogger, stage, step, models, corpus: MelCorpus, n: int,
                           corpus.spec.sample_rate)
             else:
                 out = metrics.recognise(models["emotion_encoder"], models["recognition"], mel[0], pitch[0])
-                content = models["content_encoder"](corpus.mel_in(i).to(device)[None])
-                frames = models["generator"](content, corpus.pitch_in[i].to(device)[None],
-                                             out.embedding)
+                mel_in = corpus.mel_in(i).to(device)[None]
+                frames = models["generator"](models["content_encoder"](mel_in), corpus.pitch_in[i].to(device)[None],
+                                             out.embedding, mel_in)
                 log.mel(step, f"utt{i}_recon", frames[0, :corpus.spec.n_mels].cpu().numpy())
 
 
@@ -208,6 +208,17 @@ def _check_in_sync(models, d: Dist) -> float:
     return float(diff)
 
 
+def _initialise(models: dict[str, torch.nn.Module], ckpt: dict) -> None:
+    """Load the previous stage's networks; a generator given the source skip (training.models.generator)
+    after a stage trained without it restarts its log-mel rows: they predicted the whole log-mel, and
+    now predict the change from the source."""
+    load_weights(models, ckpt)
+    gen = models.get("generator")
+    before = ((ckpt.get("config") or {}).get("models") or {}).get("generator") or {}
+    if gen is not None and gen.source_skip and not before.get("source_skip", False):
+        gen.restart_mel_head()
+
+
 def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
           init: str | Path | None = None, device: str | None = None, progress: bool = True) -> dict:
     """Run (or resume) one stage; returns the final validation metrics and the checkpoint path.
@@ -220,13 +231,14 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
         dev = torch.device("cuda", d.rank % torch.cuda.device_count())
     if stage not in cfg.stages:
         raise ConfigError(f"stages.{stage}: not in the training config {cfg.name!r}")
+    cfg = cfg.for_stage(stage)
     scfg, spec, out = cfg.stages[stage], SignalSpec(lookahead_frames=cfg.lookahead_frames), Path(out)
     torch.manual_seed(cfg.seed + d.rank)
     models = build_models(cfg.models, spec, STAGE_NETWORKS[stage])
     if stage in INIT_FROM:
         if init is None:
             raise ConfigError(f"{stage} starts from a {INIT_FROM[stage]} checkpoint: pass --init CKPT")
-        load_weights(models, load_checkpoint(init, INIT_FROM[stage], spec))
+        _initialise(models, load_checkpoint(init, INIT_FROM[stage], spec))
     models = {n: m.to(dev) for n, m in models.items()}
     train_set, val_set = (_corpus(data, spec, split, cfg, stage) for split in ("train", "evaluation"))
     speakers = sorted({u.speaker for u in train_set.utts})

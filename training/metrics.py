@@ -51,12 +51,13 @@ def conversion_accuracy(models: dict[str, nn.Module], corpus: MelCorpus, device=
         refs.setdefault((int(spk), int(y)), i)
     hits, n_mels = [], corpus.spec.n_mels
     for i, (y, spk) in enumerate(zip(corpus.labels, corpus.speakers)):
-        content = ec(corpus.mel_in(i).to(device)[None])
+        mel_in = corpus.mel_in(i).to(device)[None]
+        content = ec(mel_in)
         for (ref_spk, ref_y), j in refs.items():
             if ref_spk != spk or ref_y == y:
                 continue
             e_ref = recognise(ee, rec, corpus.mels[j].to(device), corpus.pitch[j].to(device)).embedding
-            converted = gen(content, corpus.pitch_in[i].to(device)[None], e_ref)
+            converted = gen(content, corpus.pitch_in[i].to(device)[None], e_ref, mel_in)
             seen = recognise(ee, rec, converted[0, :n_mels], frame_pitch(converted, n_mels)[0])
             hits.append(int(seen.logits.argmax(-1)) == ref_y)
     return float(np.mean(hits)) if hits else float("nan")

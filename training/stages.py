@@ -33,7 +33,8 @@ class Stage1(nn.Module):
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
         content = self.ec(b.mel_in)
         out = self.rec(self.ee(b.mel, b.pitch, b.lengths), b.lengths)
-        losses = {**reconstruction(self.gen, content, b.pitch_in, out.embedding, b.mel, b.pitch, b.lengths),
+        frames = self.gen(content, b.pitch_in, out.embedding, b.mel_in)
+        losses = {**reconstruction(self.gen, frames, b.mel, b.pitch, b.lengths),
                   "cls": L.emotion_ce(out.logits, b.labels),
                   "dis": L.cue_weighted_adversarial(self.adv(content), b.labels, out.cue.detach(), b.lengths)}
         parts = self.strength_parts(out.embedding, b)
@@ -56,14 +57,14 @@ class Stage1(nn.Module):
                                            self.margin)
 
 
-def reconstruction(gen: nn.Module, content: torch.Tensor, pitch_in: torch.Tensor, embedding: torch.Tensor,
-                   mel: torch.Tensor, pitch: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-    """G(content (B, C, S), the source's tracker features pitch_in (B, 4, S), embedding (B, D)) against
-    target frames mel (B, n_mels, S) and pitch (B, 2, S): liftered log-mel L1 ("rec") and its
+def reconstruction(gen: nn.Module, frames: torch.Tensor, mel: torch.Tensor, pitch: torch.Tensor,
+                   lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+    """G's output frames (B, n_mels + 2, S) against target frames mel (B, n_mels, S) and pitch
+    (B, 2, S): liftered log-mel L1 ("rec") and its
     cepstra's spread over the active frames ("ceps_spread"), log-F0 L1 on voiced frames ("lf0"),
     its per-utterance spread ("spread") and the spread of its frame-to-frame changes
     ("slope_spread"), voicing BCE ("vuv")."""
-    out, lf0, logit = split_frames(gen(content, pitch_in, embedding), gen.n_mels)
+    out, lf0, logit = split_frames(frames, gen.n_mels)
     target_lf0, target_vuv = pitch[:, :1], pitch[:, 1:2]
     active = L.active_frames(mel, lengths, ACTIVE_NEPERS)
     return {"rec": L.mel_l1(out, gen.lifter(mel), lengths),
@@ -100,14 +101,15 @@ class Stage2(nn.Module):
             own = self.rec(self.ee(b.mel, b.pitch, b.lengths), b.lengths)
             partner = self.rec(self.ee(b.partner_mel, b.partner_pitch, b.partner_lengths), b.partner_lengths)
         e_ref, s_ref = own.embedding[b.reference], own.strength[b.reference]
-        converted = self.gen(content, b.pitch_in, e_ref)
+        converted = self.gen(content, b.pitch_in, e_ref, b.mel_in)
         mel = converted[:, : self.gen.n_mels]
         seen = self.rec(self.ee(mel, frame_pitch(converted, self.gen.n_mels), b.lengths), b.lengths)
         move = self.emotion_move(converted, b)
-        parallel = reconstruction(self.gen, content, b.pitch_in, partner.embedding, b.parallel_mel,
-                                  b.parallel_pitch, b.lengths)
+        parallel = reconstruction(self.gen, self.gen(content, b.pitch_in, partner.embedding, b.mel_in),
+                                  b.parallel_mel, b.parallel_pitch, b.lengths)
+        own_frames = self.gen(content, b.pitch_in, own.embedding, b.mel_in)
         return {
-            **reconstruction(self.gen, content, b.pitch_in, own.embedding, b.mel, b.pitch, b.lengths),
+            **reconstruction(self.gen, own_frames, b.mel, b.pitch, b.lengths),
             **{f"par_{k}": v for k, v in parallel.items()},
             **self.quiet(b, e_ref),
             "cc": L.content_consistency(self.ec(mel), content, b.lengths),
@@ -123,7 +125,7 @@ class Stage2(nn.Module):
             content = self.ec(b.noise_mel)
         n = len(b.noise_mel)
         e = embeddings[torch.arange(n, device=embeddings.device) % len(embeddings)]
-        mel, _, logit = split_frames(self.gen(content, b.noise_pitch, e), self.gen.n_mels)
+        mel, _, logit = split_frames(self.gen(content, b.noise_pitch, e, b.noise_mel), self.gen.n_mels)
         silent = torch.full_like(mel, math.log(SignalSpec.log_floor))
         return {"noise_rec": L.mel_l1(mel, self.gen.lifter(silent)),
                 "noise_vuv": L.voicing_bce(logit, torch.zeros_like(logit))}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from engine.errors import ConfigError
 from engine.signal import SignalSpec
 from training.build import NETWORKS, build_models
-from training.config import CONFIG_DIR, load_train_config
+from training.config import CONFIG_DIR, config_from_dict, load_train_config
 
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
@@ -38,3 +39,18 @@ def test_the_bundled_model_holds_out_two_espeak_speakers_and_two_whole_festival_
     for voice in voices:
         made = [n for n, s in speakers.items() if isinstance(s, FestivalSpeaker) and s.voice == voice]
         assert len(made) == 3 and set(made) <= set(held)
+
+
+def test_a_stage_changes_network_options_for_its_own_run_only():
+    data = {"name": "x", "seed": 0, "models": {"generator": {"channels": 16, "n_layers": 2}},
+            "stages": {"stage1": {"steps": 1, "lr": 0.1, "trainable": ["generator"], "weights": {}},
+                       "stage2": {"steps": 1, "lr": 0.1, "trainable": ["generator"], "weights": {},
+                                  "models": {"generator": {"source_skip": True}, "vocoder": {"order": 8}}}}}
+    cfg = config_from_dict(data)
+    assert cfg.for_stage("stage1").models == cfg.models
+    assert cfg.for_stage("stage2").models == {"generator": {"channels": 16, "n_layers": 2, "source_skip": True},
+                                              "vocoder": {"order": 8}}
+    assert cfg.models["generator"] == {"channels": 16, "n_layers": 2}
+    data["stages"]["stage2"]["models"] = {"genrator": {"source_skip": True}}
+    with pytest.raises(ConfigError, match="stages.stage2.models"):
+        config_from_dict(data)

@@ -207,6 +207,33 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
     assert torch.equal(rows[:, 0], frames[:, 80]) and torch.allclose(rows[:, 1], torch.sigmoid(frames[:, 81]))
 
 
+@pytest.mark.parametrize("block", [1, 3, 8])
+def test_generator_with_the_source_skip_starts_at_the_liftered_source_and_streams(block: int) -> None:
+    """With the source skip the log-mel rows are lifter(source + the network's change + level and
+    tilt): at initialisation (the change's rows zero, the spectral map zero) exactly the liftered
+    source; trained (rows perturbed) stepwise equals offline; without a source it refuses."""
+    torch.manual_seed(0)
+    model = Generator(content_dim=8, emotion_dim=6, n_mels=80, channels=16, n_layers=3, kernel_size=3,
+                      source_skip=True).eval()
+    content, pitch, emotion = torch.randn(1, 8, N_FRAMES), tracker_rows(1, N_FRAMES), torch.randn(1, 6)
+    source = torch.randn(1, 80, N_FRAMES) - 5.0
+    projection = torch.from_numpy(lifter_matrix(80))
+    with torch.no_grad():
+        start = model(content, pitch, emotion, source)
+        assert (start[:, :80] - torch.matmul(projection, source)).abs().max() < 1e-5
+        model.proj.weight.add_(0.1 * torch.randn_like(model.proj.weight))
+        offline = model(content, pitch, emotion, source)
+        assert (offline[:, :80] - start[:, :80]).abs().max() > 0.05
+        state, outs = model.init_state(1), []
+        for t in range(0, N_FRAMES, block):
+            y, state = model.step(content[..., t:t + block], pitch[..., t:t + block], emotion, state,
+                                  source[..., t:t + block])
+            outs.append(y)
+    assert (torch.cat(outs, dim=-1) - offline).abs().max().item() < TOL
+    with pytest.raises(ValueError, match="source log-mel"):
+        model(content, pitch, emotion)
+
+
 def test_content_encoder_never_sees_the_harmonic_ripple() -> None:
     """What the lifter drops (quefrencies past LIFTER_KEEP: the harmonics of any F0 up to
     about 330 Hz) leaves the content unchanged: pitch cannot leak into the content."""

@@ -151,6 +151,27 @@ def test_stage2_noise_losses_ask_a_stage1_generator_for_silence_through_the_gene
     assert grads["generator"] > 0.0 and grads["content_encoder"] == grads["emotion_encoder"] == 0.0, grads
 
 
+def test_stage2_with_the_source_skip_restarts_the_log_mel_rows_of_a_stage1_without_it(runs):
+    """A Stage I generator's log-mel rows predicted the whole log-mel; given the source skip they
+    predict the change from the source: they and the spectral map restart at zero, the pitch rows
+    and the rest load.
+    A checkpoint trained with the skip loads as saved."""
+    ckpt = load_checkpoint(runs[1]["checkpoint"], "stage1")
+    skip = {**ckpt["config"]["models"], "generator": {**ckpt["config"]["models"]["generator"], "source_skip": True}}
+    models = build_models(skip, SignalSpec(), STAGE_NETWORKS["stage2"])
+    training.loop._initialise(models, ckpt)
+    saved, n = ckpt["models"]["generator"], SignalSpec().n_mels
+    proj = models["generator"].proj
+    assert proj.weight[:n].abs().max() == 0 and proj.bias[:n].abs().max() == 0
+    assert models["generator"].spectral_film.weight.abs().max() == 0
+    assert saved["proj.weight"][:n].abs().max() > 0.01
+    assert torch.equal(proj.weight[n:], saved["proj.weight"][n:])
+    assert torch.equal(models["generator"].blocks[0].conv.conv.weight, saved["blocks.0.conv.conv.weight"])
+    trained = {**ckpt, "config": {**ckpt["config"], "models": skip}}
+    training.loop._initialise(models, trained)
+    assert torch.equal(proj.weight, saved["proj.weight"])
+
+
 def test_stage2_requires_a_stage1_checkpoint(tiny_corpus, cfg, runs, tmp_path):
     with pytest.raises(ModelError, match="expected stage1"):
         train("stage2", cfg, tiny_corpus, tmp_path / "x", init=runs[2]["checkpoint"], progress=False)
