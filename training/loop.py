@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ModelError
 from engine.signal import SignalSpec
 from training import losses as L
 from training import metrics
@@ -210,13 +210,20 @@ def _check_in_sync(models, d: Dist) -> float:
 
 def _initialise(models: dict[str, torch.nn.Module], ckpt: dict) -> None:
     """Load the previous stage's networks; a generator given the source skip (training.models.generator)
-    after a stage trained without it restarts its log-mel rows: they predicted the whole log-mel, and
-    now predict the change from the source."""
-    load_weights(models, ckpt)
+    after a stage trained without it gets its new quieting gate and restarts its log-mel rows and
+    spectral map (Generator.restart_mel_head): they predicted the whole log-mel, and now predict the
+    change from the source."""
     gen = models.get("generator")
     before = ((ckpt.get("config") or {}).get("models") or {}).get("generator") or {}
     if gen is not None and gen.source_skip and not before.get("source_skip", False):
+        load_weights({k: v for k, v in models.items() if k != "generator"}, ckpt)
+        missing, unexpected = gen.load_state_dict(ckpt["models"]["generator"], strict=False)
+        if unexpected or not all(k.startswith("quiet.") for k in missing):
+            raise ModelError(f"the {ckpt.get('stage')} checkpoint's generator does not match this one: "
+                             f"{', '.join([*missing, *unexpected][:3])}")
         gen.restart_mel_head()
+    else:
+        load_weights(models, ckpt)
 
 
 def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,

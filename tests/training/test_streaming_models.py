@@ -209,9 +209,10 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
 
 @pytest.mark.parametrize("block", [1, 3, 8])
 def test_generator_with_the_source_skip_starts_at_the_liftered_source_and_streams(block: int) -> None:
-    """With the source skip the log-mel rows are lifter(source + the network's change + level and
-    tilt): at initialisation (the change's rows zero, the spectral map zero) exactly the liftered
-    source; trained (rows perturbed) stepwise equals offline; without a source it refuses."""
+    """With the source skip the log-mel rows are lifter(the source, gated toward the log floor, + the
+    network's change + level and tilt): at initialisation (the change's rows and the spectral map
+    zero, the gate closed) the liftered source; opening the gate fully gives the liftered floor;
+    trained (rows perturbed) stepwise equals offline; without a source it refuses."""
     torch.manual_seed(0)
     model = Generator(content_dim=8, emotion_dim=6, n_mels=80, channels=16, n_layers=3, kernel_size=3,
                       source_skip=True).eval()
@@ -220,7 +221,13 @@ def test_generator_with_the_source_skip_starts_at_the_liftered_source_and_stream
     projection = torch.from_numpy(lifter_matrix(80))
     with torch.no_grad():
         start = model(content, pitch, emotion, source)
-        assert (start[:, :80] - torch.matmul(projection, source)).abs().max() < 1e-5
+        # the closed gate: sigmoid(-8) = 3.4e-4 of the way from the source (about -5) to the floor (-11.5)
+        assert (start[:, :80] - torch.matmul(projection, source)).abs().max() < 4e-3
+        model.quiet.bias.fill_(30.0)
+        floor = torch.full_like(source, math.log(1e-5))
+        assert (model(content, pitch, emotion, source)[:, :80] - torch.matmul(projection, floor)).abs().max() < 1e-4
+        model.quiet.bias.fill_(-1.0)
+        model.quiet.weight.add_(0.1 * torch.randn_like(model.quiet.weight))
         model.proj.weight.add_(0.1 * torch.randn_like(model.proj.weight))
         offline = model(content, pitch, emotion, source)
         assert (offline[:, :80] - start[:, :80]).abs().max() > 0.05

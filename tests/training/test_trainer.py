@@ -153,8 +153,8 @@ def test_stage2_noise_losses_ask_a_stage1_generator_for_silence_through_the_gene
 
 def test_stage2_with_the_source_skip_restarts_the_log_mel_rows_of_a_stage1_without_it(runs):
     """A Stage I generator's log-mel rows predicted the whole log-mel; given the source skip they
-    predict the change from the source: they and the spectral map restart at zero, the pitch rows
-    and the rest load.
+    predict the change from the source: they and the spectral map restart at zero, the new quieting
+    gate starts closed, the pitch rows and the rest load.
     A checkpoint trained with the skip loads as saved."""
     ckpt = load_checkpoint(runs[1]["checkpoint"], "stage1")
     skip = {**ckpt["config"]["models"], "generator": {**ckpt["config"]["models"]["generator"], "source_skip": True}}
@@ -164,12 +164,17 @@ def test_stage2_with_the_source_skip_restarts_the_log_mel_rows_of_a_stage1_witho
     proj = models["generator"].proj
     assert proj.weight[:n].abs().max() == 0 and proj.bias[:n].abs().max() == 0
     assert models["generator"].spectral_film.weight.abs().max() == 0
+    assert float(models["generator"].quiet.bias) == -8.0  # the new quieting gate, closed
     assert saved["proj.weight"][:n].abs().max() > 0.01
     assert torch.equal(proj.weight[n:], saved["proj.weight"][n:])
     assert torch.equal(models["generator"].blocks[0].conv.conv.weight, saved["blocks.0.conv.conv.weight"])
-    trained = {**ckpt, "config": {**ckpt["config"], "models": skip}}
-    training.loop._initialise(models, trained)
-    assert torch.equal(proj.weight, saved["proj.weight"])
+    with torch.no_grad():
+        proj.weight.add_(1.0)
+    trained = {**ckpt, "config": {**ckpt["config"], "models": skip},
+               "models": {**ckpt["models"], "generator": models["generator"].state_dict()}}
+    again = build_models(skip, SignalSpec(), STAGE_NETWORKS["stage2"])
+    training.loop._initialise(again, trained)
+    assert torch.equal(again["generator"].proj.weight, proj.weight)
 
 
 def test_stage2_requires_a_stage1_checkpoint(tiny_corpus, cfg, runs, tmp_path):
