@@ -89,8 +89,8 @@ def _stage(name: str, data: dict) -> StageConfig:
     if stage.models is not None:
         from training.build import NETWORKS
 
-        unknown = sorted(set(stage.models) - set(NETWORKS)) if isinstance(stage.models, dict) else ["?"]
-        if unknown or not all(isinstance(v, dict) for v in stage.models.values()):
+        valid = isinstance(stage.models, dict) and set(stage.models) <= set(NETWORKS)
+        if not valid or not all(isinstance(v, dict) for v in stage.models.values()):
             raise ConfigError(f"stages.{name}.models: expected network name -> options ({', '.join(NETWORKS)})")
     if stage.steps <= 0 or stage.batch_size <= 0 or stage.segment_frames <= 0 or stage.lr <= 0:
         raise ConfigError(f"stages.{name}: steps, lr, batch_size and segment_frames must be positive")

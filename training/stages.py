@@ -7,16 +7,13 @@ Each objective is an nn.Module so DistributedDataParallel can wrap it whole.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from engine.signal import SignalSpec
 from training import losses as L
 from training.data.batches import Batch
 from training.data.spectrum import ACTIVE_NEPERS
-from training.models.generator import frame_pitch, split_frames
+from training.models.generator import LOG_FLOOR, frame_pitch, split_frames
 from training.models.vocoder import NOISE_TABLE
 
 
@@ -126,7 +123,7 @@ class Stage2(nn.Module):
         n = len(b.noise_mel)
         e = embeddings[torch.arange(n, device=embeddings.device) % len(embeddings)]
         mel, _, logit = split_frames(self.gen(content, b.noise_pitch, e, b.noise_mel), self.gen.n_mels)
-        silent = torch.full_like(mel, math.log(SignalSpec.log_floor))
+        silent = torch.full_like(mel, LOG_FLOOR)
         return {"noise_rec": L.mel_l1(mel, self.gen.lifter(silent)),
                 "noise_vuv": L.voicing_bce(logit, torch.zeros_like(logit))}
 
