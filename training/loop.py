@@ -209,21 +209,25 @@ def _check_in_sync(models, d: Dist) -> float:
 
 
 def _initialise(models: dict[str, torch.nn.Module], ckpt: dict) -> None:
-    """Load the previous stage's networks; a generator given the source skip (training.models.generator)
-    after a stage trained without it gets its new quieting gate and restarts its log-mel rows and
-    spectral map (Generator.restart_mel_head): they predicted the whole log-mel, and now predict the
-    change from the source."""
+    """Load the previous stage's networks. A generator given the source skip or view
+    (training.models.generator) after a stage trained without them gets them new: the skip's
+    quieting gate, with its log-mel rows and spectral map restarted (Generator.restart_mel_head:
+    they predicted the whole log-mel, and now predict the change from the source), and the view's
+    zero conv."""
     gen = models.get("generator")
     before = ((ckpt.get("config") or {}).get("models") or {}).get("generator") or {}
-    if gen is not None and gen.source_skip and not before.get("source_skip", False):
-        load_weights({k: v for k, v in models.items() if k != "generator"}, ckpt)
-        missing, unexpected = gen.load_state_dict(ckpt["models"]["generator"], strict=False)
-        if unexpected or not all(k.startswith("quiet.") for k in missing):
-            raise ModelError(f"the {ckpt.get('stage')} checkpoint's generator does not match this one: "
-                             f"{', '.join([*missing, *unexpected][:3])}")
-        gen.restart_mel_head()
-    else:
+    added = {name: prefix for name, prefix in (("source_skip", "quiet."), ("source_input", "source_pre."))
+             if gen is not None and getattr(gen, name) and not before.get(name, False)}
+    if not added:
         load_weights(models, ckpt)
+        return
+    load_weights({k: v for k, v in models.items() if k != "generator"}, ckpt)
+    missing, unexpected = gen.load_state_dict(ckpt["models"]["generator"], strict=False)
+    if unexpected or not all(k.startswith(tuple(added.values())) for k in missing):
+        raise ModelError(f"the {ckpt.get('stage')} checkpoint's generator does not match this one: "
+                         f"{', '.join([*missing, *unexpected][:3])}")
+    if "source_skip" in added:
+        gen.restart_mel_head()
 
 
 def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,

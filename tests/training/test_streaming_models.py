@@ -336,3 +336,35 @@ def test_gradients_reach_every_parameter_of_the_conversion_path() -> None:
     nets["voc"](frames[:, :80], frame_pitch(frames, 80)).square().mean().backward()
     for name, p in nets.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("block", [1, 3, 8])
+def test_generator_with_the_source_view_starts_as_without_it_and_streams(block: int) -> None:
+    """The source view (a causal conv of the liftered source added to conv_pre's output) starts at
+    zero: the output is the same generator's without it; trained (weights perturbed) it depends on
+    the source, and stepwise equals offline; without a source it refuses."""
+    torch.manual_seed(0)
+    kwargs = dict(content_dim=8, emotion_dim=6, n_mels=80, channels=16, n_layers=3, kernel_size=3)
+    model = Generator(**kwargs, source_skip=True, source_input=True).eval()
+    plain = Generator(**kwargs, source_skip=True).eval()
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    assert not missing and all(k.startswith("source_pre.") for k in unexpected)
+    content, pitch, emotion = torch.randn(1, 8, N_FRAMES), tracker_rows(1, N_FRAMES), torch.randn(1, 6)
+    source = torch.randn(1, 80, N_FRAMES) - 5.0
+    with torch.no_grad():
+        model.proj.weight.add_(0.1 * torch.randn_like(model.proj.weight))
+        plain.proj.weight.copy_(model.proj.weight)
+        assert (model(content, pitch, emotion, source) - plain(content, pitch, emotion, source)).abs().max() < 1e-6
+        model.source_pre.conv.weight.add_(0.1 * torch.randn_like(model.source_pre.conv.weight))
+        offline = model(content, pitch, emotion, source)
+        other = model(content, pitch, emotion, source + torch.randn_like(source))
+        assert (offline - other)[:, :80].abs().mean() > 0.05
+        state, outs = model.init_state(1), []
+        for t in range(0, N_FRAMES, block):
+            y, state = model.step(content[..., t:t + block], pitch[..., t:t + block], emotion, state,
+                                  source[..., t:t + block])
+            outs.append(y)
+    assert (torch.cat(outs, dim=-1) - offline).abs().max().item() < TOL
+    assert len(model.init_state(1)) == len(plain.init_state(1)) + 1
+    with pytest.raises(ValueError, match="source log-mel"):
+        model(content, pitch, emotion)

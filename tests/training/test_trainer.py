@@ -177,6 +177,22 @@ def test_stage2_with_the_source_skip_restarts_the_log_mel_rows_of_a_stage1_witho
     assert torch.equal(again["generator"].proj.weight, proj.weight)
 
 
+def test_stage2_with_the_source_view_adds_a_zero_conv_to_a_stage1_generator(runs):
+    """A Stage II generator given the source view (and the skip) after a Stage I without them: the
+    view's conv starts at zero, the rest loads; a generator mismatched otherwise is refused."""
+    ckpt = load_checkpoint(runs[1]["checkpoint"], "stage1")
+    gen_cfg = {**ckpt["config"]["models"]["generator"], "source_skip": True, "source_input": True}
+    models = build_models({**ckpt["config"]["models"], "generator": gen_cfg}, SignalSpec(), STAGE_NETWORKS["stage2"])
+    training.loop._initialise(models, ckpt)
+    gen, saved = models["generator"], ckpt["models"]["generator"]
+    assert gen.source_pre.conv.weight.abs().max() == 0 and gen.source_pre.conv.bias.abs().max() == 0
+    assert torch.equal(gen.conv_pre.conv.weight, saved["conv_pre.conv.weight"])
+    wider = {**gen_cfg, "channels": gen_cfg.get("channels", 128) * 2}
+    models = build_models({**ckpt["config"]["models"], "generator": wider}, SignalSpec(), STAGE_NETWORKS["stage2"])
+    with pytest.raises((ModelError, RuntimeError)):
+        training.loop._initialise(models, ckpt)
+
+
 def test_stage2_requires_a_stage1_checkpoint(tiny_corpus, cfg, runs, tmp_path):
     with pytest.raises(ModelError, match="expected stage1"):
         train("stage2", cfg, tiny_corpus, tmp_path / "x", init=runs[2]["checkpoint"], progress=False)

@@ -42,6 +42,12 @@ source: 3.61) and held-out voices kept a Resemblyzer similarity of 0.73 to their
 nepers of liftered L1 from silence on noise alone, with it 0.14. Not in the bundled recipe: through
 noise and a room (`--degrade`) that model's emotion accuracy fell to 0.23 from 0.53 clean.
 
+Source view (``source_input``). The network reads the content, from which the content encoder has
+learnt to strip noise and room: with the skip alone it cannot see what the skip lets through. With
+``source_input`` a causal conv of the liftered source log-mel is added to ``conv_pre``'s output, so
+the change and the gate can undo the microphone's noise and room. Its weights start at zero, so a
+Stage II that adds it starts from Stage I's generator.
+
 Output rows (``Generator.forward``)::
 
     [0, n_mels)   liftered log-mel (training/models/frames.py)
@@ -120,15 +126,21 @@ class Generator(StreamingModule):
     also be given per frame, ``(B, emotion_dim, T)``: stepwise with a different embedding per
     block equals offline with those embeddings per frame.
 
-    State order: ``conv_pre``, then ``blocks.0`` ... ``blocks.{n_layers-1}``.
+    State order: ``conv_pre``, ``source_pre`` (with ``source_input``), then ``blocks.0`` ...
+    ``blocks.{n_layers-1}``.
     """
 
     def __init__(self, content_dim: int, emotion_dim: int, n_mels: int = 80, channels: int = 128,
-                 n_layers: int = 6, kernel_size: int = 5, dilation_cycle: int = 4, source_skip: bool = False) -> None:
+                 n_layers: int = 6, kernel_size: int = 5, dilation_cycle: int = 4, source_skip: bool = False,
+                 source_input: bool = False) -> None:
         super().__init__()
         self.n_mels = n_mels
-        self.source_skip = source_skip
+        self.source_skip, self.source_input = source_skip, source_input
         self.conv_pre = CausalConv1d(content_dim + PITCH_IN, channels, kernel_size)
+        if source_input:
+            self.source_pre = CausalConv1d(n_mels, channels, kernel_size)
+            nn.init.zeros_(self.source_pre.conv.weight)
+            nn.init.zeros_(self.source_pre.conv.bias)
         self.blocks = nn.ModuleList(
             FiLMBlock(channels, emotion_dim, kernel_size, 2 ** (i % dilation_cycle)) for i in range(n_layers))
         self.norm = FrameLayerNorm(channels)
@@ -158,6 +170,12 @@ class Generator(StreamingModule):
             self.quiet.bias.fill_(QUIET_BIAS)
 
     @staticmethod
+    def _needed(source: Tensor | None) -> Tensor:
+        if source is None:
+            raise ValueError("a generator with the source skip or the source view needs the source log-mel")
+        return source
+
+    @staticmethod
     def _z(pitch: Tensor) -> Tensor:
         return ((pitch[:, 1:2] - pitch[:, 2:3]) / pitch[:, 3:4]).clamp(-Z_LIMIT, Z_LIMIT)
 
@@ -176,15 +194,16 @@ class Generator(StreamingModule):
         level, tilt = film_params(self.spectral_film, emotion)
         mel = out[:, :n] + level * self.basis[0] + tilt * self.basis[1]
         if self.source_skip:
-            if source is None:
-                raise ValueError("a generator with the source skip needs the source log-mel")
+            source = self._needed(source)
             mel = mel + source - torch.sigmoid(self.quiet(h)) * (source - LOG_FLOOR)
         return torch.cat([self.lifter(mel), lf0, out[:, n + 1:]], dim=1)
 
     def forward(self, content: Tensor, pitch: Tensor, emotion: Tensor, source: Tensor | None = None) -> Tensor:
         """content: (B, content_dim, T), pitch: (B, 4, T), emotion: (B, D) or (B, D, T), source: the
-        content encoder's input log-mel (B, n_mels, T), read with the source skip -> (B, n_mels + 2, T)."""
+        content encoder's input log-mel (B, n_mels, T), read with the source skip or view -> (B, n_mels + 2, T)."""
         x = self.conv_pre(self._inputs(content, pitch))
+        if self.source_input:
+            x = x + self.source_pre(self.lifter(self._needed(source)))
         for block in self.blocks:
             x = block(x, emotion)
         return self._head(x, pitch, emotion, source)
@@ -193,9 +212,13 @@ class Generator(StreamingModule):
              source: Tensor | None = None) -> tuple[Tensor, State]:
         """content: (B, content_dim, t), pitch: (B, 4, t), emotion: (B, D), source (B, n_mels, t) as in
         forward -> (B, n_mels + 2, t), new state."""
-        s_pre, *s_blocks = split_state(state, [self.conv_pre, *self.blocks])
+        pre = [self.conv_pre, self.source_pre] if self.source_input else [self.conv_pre]
+        s_pre, *s_rest = split_state(state, [*pre, *self.blocks])
         x, new_state = self.conv_pre.step(self._inputs(content, pitch), s_pre)
-        for block, s in zip(self.blocks, s_blocks):
+        if self.source_input:
+            view, s_view = self.source_pre.step(self.lifter(self._needed(source)), s_rest.pop(0))
+            x, new_state = x + view, new_state + s_view
+        for block, s in zip(self.blocks, s_rest):
             x, s = block.step(x, emotion, s)
             new_state = new_state + s
         return self._head(x, pitch, emotion, source), new_state
