@@ -11,6 +11,8 @@ The vocoder graph alone (copy synthesis) has no generator before it and streams 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -153,6 +155,21 @@ def test_export_time_parity_is_recorded_and_within_tolerance(block, exported):
     assert audio["log_spectral_distance_db"] < SPECTRAL_TOLERANCE_DB
     assert np.isfinite(audio["onnx_vs_offline"])  # reported, not bounded (pulse drift)
     assert max(parity["emotion_encoder"][k] for k in ("embedding", "probs", "strength", "cue")) < TOL
+
+
+def test_a_generator_with_the_source_skip_and_view_exports_within_tolerance(checkpoints, exported, tmp_path):
+    """The skip and the view read the content encoder's input inside the step graph; the view's conv
+    adds one state tensor; streaming parity holds as for the plain generator."""
+    stage2 = write_checkpoint(tmp_path / "stage2.pt", "stage2", seed=0,
+                              generator={"source_skip": True, "source_input": True})
+    export_model(stage2, checkpoints["vocoder"], tmp_path / "m", block_frames=2)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    errors = manifest["parity"]["step"]["frames"]
+    assert errors["peak"] > 0.05 and errors["torch_stream_vs_offline"] < TOL
+    assert max(errors["onnx_vs_torch_stream"].values()) < TOL
+    _, plain = exported(2)
+    states = [len(m["state"]) for m in (manifest, plain)]
+    assert states[0] == states[1] + 1, states
 
 
 @pytest.mark.parametrize("block", BLOCKS)

@@ -7,6 +7,7 @@ audio tolerance would prove nothing. Needs torch.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -43,10 +44,13 @@ def audible(model: nn.Module) -> nn.Module:
 
 
 def write_checkpoint(path: Path, stage: str, seed: int = 0, signal: dict | None = None,
-                     speakers: tuple[str, ...] | None = SPEAKERS) -> Path:
+                     speakers: tuple[str, ...] | None = SPEAKERS, generator: dict | None = None) -> Path:
     """A `stage` ("stage1", "stage2" or "vocoder") checkpoint; signal: the contract it records
-    (default SignalSpec()'s); speakers None: a checkpoint from before training speakers were recorded."""
+    (default SignalSpec()'s); speakers None: a checkpoint from before training speakers were recorded;
+    generator: options merged over the tiny config's generator (e.g. the source skip)."""
     cfg, spec = load_train_config("tiny"), SignalSpec()
+    if generator:
+        cfg = dataclasses.replace(cfg, models={**cfg.models, "generator": {**cfg.models["generator"], **generator}})
     torch.manual_seed(seed)
     models = {n: audible(m) for n, m in build_models(cfg.models, spec, STAGE_NETWORKS[stage]).items()}
     recorded = {} if speakers is None else {"speakers": list(speakers)}
