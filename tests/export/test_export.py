@@ -157,11 +157,13 @@ def test_export_time_parity_is_recorded_and_within_tolerance(block, exported):
     assert max(parity["emotion_encoder"][k] for k in ("embedding", "probs", "strength", "cue")) < TOL
 
 
-def test_a_generator_with_the_source_skip_and_view_exports_within_tolerance(checkpoints, exported, tmp_path):
-    """The skip and the view read the content encoder's input inside the step graph; the view's conv
-    adds one state tensor; streaming parity holds as for the plain generator."""
+def test_a_generator_with_the_levelled_source_skip_and_view_exports_within_tolerance(checkpoints, exported,
+                                                                                   tmp_path):
+    """The level tracker, the skip and the view read the content encoder's input inside the step graph;
+    the tracker and the view's conv add a state tensor each; streaming parity holds as for the plain
+    generator."""
     stage2 = write_checkpoint(tmp_path / "stage2.pt", "stage2", seed=0,
-                              generator={"source_skip": True, "source_input": True})
+                              generator={"source_skip": True, "source_input": True, "level_ref": -4.0})
     export_model(stage2, checkpoints["vocoder"], tmp_path / "m", block_frames=2)
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     errors = manifest["parity"]["step"]["frames"]
@@ -169,7 +171,7 @@ def test_a_generator_with_the_source_skip_and_view_exports_within_tolerance(chec
     assert max(errors["onnx_vs_torch_stream"].values()) < TOL
     _, plain = exported(2)
     states = [len(m["state"]) for m in (manifest, plain)]
-    assert states[0] == states[1] + 1, states
+    assert states[0] == states[1] + 2, states
 
 
 @pytest.mark.parametrize("block", BLOCKS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.data.spectrum import active_mean, level_tilt, neutral_spectra, relevelled, spectral_offset
+from training.data.spectrum import active_mean, level_tilt, neutral_spectra, spectral_offset
 from training.models.frames import spectral_basis
 
 N_MELS, T = 80, 120
@@ -92,13 +92,3 @@ def test_training_inputs_carry_the_neutral_level_and_the_targets_the_emotions(ti
     n = corpus.spec.n_mels
     assert moves["Angry"][:n].mean() * 20 / np.log(10) > 3.0 and moves["Sad"][:n].mean() * 20 / np.log(10) < -3.0
     assert moves["Angry"][n] > moves["Sad"][n] and abs(moves["Neutral"][n]) < 0.05
-
-
-def test_relevelled_moves_the_active_level_onto_the_reference_and_keeps_the_shape():
-    rng = np.random.default_rng(0)
-    like = rng.normal(-4.0, 1.0, (80, 60)).astype(np.float32)
-    mel = like[:, :40] * 0.5 - 3.0
-    out = relevelled(mel, like)
-    assert active_mean(out).mean() == pytest.approx(active_mean(like).mean(), abs=1e-5)
-    assert np.allclose(np.diff(out, axis=0), np.diff(mel, axis=0))
-    assert relevelled(mel, like[:, :0]) is mel

@@ -368,3 +368,25 @@ def test_generator_with_the_source_view_starts_as_without_it_and_streams(block: 
     assert len(model.init_state(1)) == len(plain.init_state(1)) + 1
     with pytest.raises(ValueError, match="source log-mel"):
         model(content, pitch, emotion)
+
+
+def test_generator_with_the_levelled_source_ignores_the_microphones_level_and_streams() -> None:
+    """With level_ref the skip and the view read the source moved to that level (training.models.level):
+    the same source 2 nepers quieter or louder converts alike; stepwise equals offline."""
+    torch.manual_seed(0)
+    model = Generator(content_dim=8, emotion_dim=6, n_mels=80, channels=16, n_layers=3, kernel_size=3,
+                      source_skip=True, source_input=True, level_ref=-3.0).eval()
+    content, pitch, emotion = torch.randn(1, 8, N_FRAMES), tracker_rows(1, N_FRAMES), torch.randn(1, 6)
+    source = torch.randn(1, 80, N_FRAMES) - 5.0
+    with torch.no_grad():
+        for p in (model.proj.weight, model.source_pre.conv.weight, model.quiet.weight):
+            p.add_(0.1 * torch.randn_like(p))
+        offline = model(content, pitch, emotion, source)
+        for gain in (-2.0, 2.0):
+            assert (model(content, pitch, emotion, source + gain) - offline).abs().max() < 1e-4
+        state, outs = model.init_state(1), []
+        for t in range(0, N_FRAMES, 3):
+            y, state = model.step(content[..., t:t + 3], pitch[..., t:t + 3], emotion, state, source[..., t:t + 3])
+            outs.append(y)
+    assert (torch.cat(outs, dim=-1) - offline).abs().max().item() < TOL
+    assert "level_peak" in model.state_names()

@@ -48,11 +48,6 @@ class Degradation:
     eq_gain_db: tuple[float, float] = (-8.0, 8.0)
     eq_bands: int = 3
     babble_talkers: tuple[int, int] = (3, 6)
-    relevel: bool = False
-    """Move the degraded log-mel back to the clean crop's level (training.data.spectrum.relevelled).
-    For a generator with the source skip, which carries the microphone's level to the output: no
-    network can tell the user's level from the content, so a target at the clean level would only
-    teach it an average gain. Without the skip the generator learns to ignore the level instead."""
 
 
 DEFAULT = Degradation()

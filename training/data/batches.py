@@ -21,7 +21,7 @@ from training.data.augment import Degradation, coloured_noise, degrade, hum
 from training.data.esd import Utterance, scan
 from training.data.parallel import aligned_frames, partners
 from training.data.pitch import deemotionalised, neutral_registers, register_offset
-from training.data.spectrum import level_tilt, neutral_spectra, relevelled, spectral_offset
+from training.data.spectrum import level_tilt, neutral_spectra, spectral_offset
 from training.features import LogMel
 
 
@@ -162,7 +162,7 @@ class MelCorpus:
         The crop is degraded with AUGMENT_CONTEXT_FRAMES before it (zeros before the
         utterance, as the engine's stream starts) so that the analysis windows and the
         tracker's state of its first frames see degraded audio too; babble comes from
-        other utterances of the split. With ``augment.relevel`` the log-mel keeps the clean crop's level.
+        other utterances of the split.
         """
         hop, ctx = self.spec.hop, AUGMENT_CONTEXT_FRAMES
         padded = np.pad(self.audio[i], (ctx * hop, frames * hop))
@@ -170,10 +170,7 @@ class MelCorpus:
         others = [self.audio[int(j)] for j in rng.integers(len(self.audio), size=BABBLE_POOL)]
         y, _ = degrade(segment, self.spec.sample_rate, rng, self.augment, others)
         with torch.no_grad():
-            mel = self._logmel(torch.from_numpy(y)[None])[0, :, ctx:]
-        if self.augment.relevel:
-            mel = relevelled(mel, self.mels[i][:, start:start + frames])
-        mel = mel - self.offsets[i]
+            mel = self._logmel(torch.from_numpy(y)[None])[0, :, ctx:] - self.offsets[i]
         pitch = deemotionalised(pitch_offline(y, self.spec), self._registers.get(self.utts[i].speaker))
         return mel, torch.from_numpy(pitch[:, ctx:])
 

@@ -38,15 +38,6 @@ def active_mean(mel: np.ndarray) -> np.ndarray | None:
     return mel[:, level >= level.max() - ACTIVE_NEPERS].mean(axis=1)
 
 
-def relevelled(mel, like):
-    """mel (n_mels, T) array or tensor shifted by one constant so that its active frames' mean log-mel level is
-    like's (n_mels, T'); unchanged when either has no frames."""
-    own, target = active_mean(np.asarray(mel)), active_mean(np.asarray(like))
-    if own is None or target is None:
-        return mel
-    return mel + float(target.mean() - own.mean())
-
-
 def neutral_spectra(mels: list[np.ndarray], speakers: list[str], neutral: list[bool]) -> dict[str, np.ndarray]:
     """speaker -> (n_mels,) mean of active_mean over their Neutral utterances."""
     pooled = defaultdict(list)

@@ -48,6 +48,10 @@ learnt to strip noise and room: with the skip alone it cannot see what the skip 
 the change and the gate can undo the microphone's noise and room. Its weights start at zero, so a
 Stage II that adds it starts from Stage I's generator.
 
+Levelled source (``level_ref``). The skip would carry the microphone's level to the output, where
+the emotion's loudness is a cue: training.models.level moves the source to ``level_ref`` (a
+causal peak follower, its state explicit) before the skip and the view read it.
+
 Output rows (``Generator.forward``)::
 
     [0, n_mels)   liftered log-mel (training/models/frames.py)
@@ -65,6 +69,7 @@ from torch import Tensor, nn
 
 from engine.signal import SignalSpec
 from training.models.frames import LF0_SCALE, MelLifter, normalised_lf0, spectral_basis
+from training.models.level import LevelTracker
 from training.models.streaming import CausalConv1d, FrameLayerNorm, State, StreamingModule, split_state
 
 PITCH_IN = 4
@@ -76,6 +81,10 @@ LRELU_SLOPE = 0.1
 LOG_FLOOR = math.log(SignalSpec.log_floor)
 QUIET_BIAS = -8.0
 """The source skip's quieting gate starts closed (sigmoid(-8) = 3e-4 of the way to the floor)."""
+
+
+_NO_STATE = StreamingModule()
+"""Stands in for an absent streaming member: no state."""
 
 
 def film_params(film: nn.Linear, emotion: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,17 +135,18 @@ class Generator(StreamingModule):
     also be given per frame, ``(B, emotion_dim, T)``: stepwise with a different embedding per
     block equals offline with those embeddings per frame.
 
-    State order: ``conv_pre``, ``source_pre`` (with ``source_input``), then ``blocks.0`` ...
-    ``blocks.{n_layers-1}``.
+    State order: ``conv_pre``, ``level`` (with ``level_ref``), ``source_pre`` (with ``source_input``),
+    then ``blocks.0`` ... ``blocks.{n_layers-1}``.
     """
 
     def __init__(self, content_dim: int, emotion_dim: int, n_mels: int = 80, channels: int = 128,
                  n_layers: int = 6, kernel_size: int = 5, dilation_cycle: int = 4, source_skip: bool = False,
-                 source_input: bool = False) -> None:
+                 source_input: bool = False, level_ref: float | None = None) -> None:
         super().__init__()
         self.n_mels = n_mels
         self.source_skip, self.source_input = source_skip, source_input
         self.conv_pre = CausalConv1d(content_dim + PITCH_IN, channels, kernel_size)
+        self.level = LevelTracker(level_ref, LOG_FLOOR) if level_ref is not None else None
         if source_input:
             self.source_pre = CausalConv1d(n_mels, channels, kernel_size)
             nn.init.zeros_(self.source_pre.conv.weight)
@@ -202,6 +212,8 @@ class Generator(StreamingModule):
         """content: (B, content_dim, T), pitch: (B, 4, T), emotion: (B, D) or (B, D, T), source: the
         content encoder's input log-mel (B, n_mels, T), read with the source skip or view -> (B, n_mels + 2, T)."""
         x = self.conv_pre(self._inputs(content, pitch))
+        if self.level is not None:
+            source = self.level(self._needed(source))
         if self.source_input:
             x = x + self.source_pre(self.lifter(self._needed(source)))
         for block in self.blocks:
@@ -212,16 +224,24 @@ class Generator(StreamingModule):
              source: Tensor | None = None) -> tuple[Tensor, State]:
         """content: (B, content_dim, t), pitch: (B, 4, t), emotion: (B, D), source (B, n_mels, t) as in
         forward -> (B, n_mels + 2, t), new state."""
-        pre = [self.conv_pre, self.source_pre] if self.source_input else [self.conv_pre]
-        s_pre, *s_rest = split_state(state, [*pre, *self.blocks])
+        s_pre, s_level, s_view, *s_blocks = split_state(state, [self.conv_pre, *self._source_modules(), *self.blocks])
         x, new_state = self.conv_pre.step(self._inputs(content, pitch), s_pre)
+        if self.level is not None:
+            source, s_level = self.level.step(self._needed(source), s_level)
         if self.source_input:
-            view, s_view = self.source_pre.step(self.lifter(self._needed(source)), s_rest.pop(0))
-            x, new_state = x + view, new_state + s_view
-        for block, s in zip(self.blocks, s_rest):
+            view, s_view = self.source_pre.step(self.lifter(self._needed(source)), s_view)
+            x = x + view
+        new_state = new_state + s_level + s_view
+        for block, s in zip(self.blocks, s_blocks):
             x, s = block.step(x, emotion, s)
             new_state = new_state + s
         return self._head(x, pitch, emotion, source), new_state
+
+    def _source_modules(self) -> list[StreamingModule]:
+        """The level tracker and the view's conv, each replaced by a stateless stand-in when absent
+        (so ``step`` slices the state the same way with and without them)."""
+        return [self.level if self.level is not None else _NO_STATE,
+                self.source_pre if self.source_input else _NO_STATE]
 
 
 def split_frames(frames: Tensor, n_mels: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,0 +1,65 @@
+"""Causal input levelling for the generator's source skip: a peak follower of the log-mel's level.
+
+A microphone's level is the user's (-40 to -6 dBFS in training, training.data.augment). The
+content encoder learns to ignore it; the source skip (training.models.generator) would pass it to
+the output, and an emotion's loudness is one of its cues (Angry about +5 dB, Sad -6 dB over
+Neutral on the synthetic corpus): the benchmark's classifier reads the output's energy against its
+speaker's, so a conversion at the microphone's level reads as a random emotion. This module moves
+the source to a reference level before the skip and the network's view of it, as an automatic
+gain control would, causally and with its state explicit::
+
+    level_t = mean over bins of the log-mel at frame t
+    peak_t  = max(level_t, peak_{t-1} - decay)          (instant attack, slow release)
+    gain_t  = clamp(ref - peak_t, -max_gain, max_gain)
+    out_t   = mel_t + gain_t
+
+The peak starts at the log floor (the zero state holds ``peak - log_floor``), so the first voiced
+frame sets the level at once. ``decay`` (nepers per frame) lets the gain recover after a loud
+burst over seconds, not within a word; pauses are lifted with the speech before them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from training.models.streaming import State, StreamingModule
+
+DECAY = 0.01
+"""Nepers per 10 ms frame the peak falls between louder frames (4.3 dB/s)."""
+MAX_GAIN = 5.0
+"""Nepers (21.7 dB) the gain may lift or lower the source: the microphone levels of training,
+-40 to -6 dBFS, sit within it of the corpus's own."""
+
+
+class LevelTracker(StreamingModule):
+    """Causal log-mel levelling: ``(B, n_mels, T) -> (B, n_mels, T)``, the input plus a per-frame gain.
+
+    State: ``[(B, 1, 1)]`` the peak level above ``log_floor`` (zeros: nothing heard yet).
+    """
+
+    def __init__(self, ref: float, log_floor: float, decay: float = DECAY, max_gain: float = MAX_GAIN) -> None:
+        super().__init__()
+        self.ref, self.log_floor, self.decay, self.max_gain = ref, log_floor, decay, max_gain
+
+    def state_shapes(self, batch_size: int = 1) -> list[tuple[int, ...]]:
+        return [(batch_size, 1, 1)]
+
+    def state_names(self, prefix: str = "") -> list[str]:
+        return [f"{prefix}peak"]
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """mel (B, n_mels, T) -> levelled (B, n_mels, T), from a zero state."""
+        return self.step(mel, self.init_state(mel.shape[0], mel.device, mel.dtype))[0]
+
+    def step(self, mel: Tensor, state: State) -> tuple[Tensor, State]:
+        """mel (B, n_mels, t) -> levelled (B, n_mels, t), new state. The same frame loop offline and
+        stepwise, so both round alike."""
+        (peak,) = state  # peak - log_floor: the whole loop runs above the floor, so no block boundary rounds
+        level = mel.mean(dim=1, keepdim=True) - self.log_floor  # (B, 1, t)
+        peaks = []
+        for k in range(mel.shape[-1]):
+            peak = torch.maximum(level[..., k:k + 1], peak - self.decay)
+            peaks.append(peak)
+        gain = (self.ref - self.log_floor - torch.cat(peaks, dim=-1)).clamp(-self.max_gain, self.max_gain)
+        return mel + gain, [peak]
