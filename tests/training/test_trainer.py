@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -191,6 +192,19 @@ def test_stage2_with_the_source_view_adds_a_zero_conv_to_a_stage1_generator(runs
     models = build_models({**ckpt["config"]["models"], "generator": wider}, SignalSpec(), STAGE_NETWORKS["stage2"])
     with pytest.raises((ModelError, RuntimeError)):
         training.loop._initialise(models, ckpt)
+
+
+def test_stage2_trains_the_levelled_skip_and_view_from_a_plain_stage1(runs, cfg, tiny_corpus, tmp_path):
+    """The bundled recipe's way to the skip: Stage I without it, Stage II with the skip, the view and
+    the levelled source (stages.stage2.models); its checkpoint records them and its losses are finite."""
+    options = {"source_skip": True, "source_input": True, "level_ref": -4.0}
+    stage2 = dataclasses.replace(cfg.stages["stage2"], steps=4, models={"generator": options})
+    short = dataclasses.replace(cfg, stages={**cfg.stages, "stage2": stage2}, ckpt_every=4, log_every=2)
+    result = train("stage2", short, tiny_corpus, tmp_path / "s2", init=runs[1]["checkpoint"], progress=False)
+    ckpt = load_checkpoint(result["checkpoint"], "stage2")
+    assert {k: ckpt["config"]["models"]["generator"][k] for k in options} == options
+    assert "source_pre.conv.weight" in ckpt["models"]["generator"]
+    assert all(math.isfinite(v) for v in _losses(tmp_path / "s2", "total_main"))
 
 
 def test_stage2_requires_a_stage1_checkpoint(tiny_corpus, cfg, runs, tmp_path):
