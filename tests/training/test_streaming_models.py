@@ -207,6 +207,17 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
     assert torch.equal(rows[:, 0], frames[:, 80]) and torch.allclose(rows[:, 1], torch.sigmoid(frames[:, 81]))
 
 
+def _generator_stream(model, content, pitch, emotion, source, block: int) -> torch.Tensor:
+    """The generator run stepwise in blocks of ``block`` frames, outputs concatenated."""
+    state, outs = model.init_state(1), []
+    with torch.no_grad():
+        for t in range(0, content.shape[-1], block):
+            cut = slice(t, t + block)
+            y, state = model.step(content[..., cut], pitch[..., cut], emotion, state, source[..., cut])
+            outs.append(y)
+    return torch.cat(outs, dim=-1)
+
+
 @pytest.mark.parametrize("block", [1, 3, 8])
 def test_generator_with_the_source_skip_starts_at_the_liftered_source_and_streams(block: int) -> None:
     """With the source skip the log-mel rows are lifter(the source, gated toward the log floor, + the
@@ -231,12 +242,7 @@ def test_generator_with_the_source_skip_starts_at_the_liftered_source_and_stream
         model.proj.weight.add_(0.1 * torch.randn_like(model.proj.weight))
         offline = model(content, pitch, emotion, source)
         assert (offline[:, :80] - start[:, :80]).abs().max() > 0.05
-        state, outs = model.init_state(1), []
-        for t in range(0, N_FRAMES, block):
-            y, state = model.step(content[..., t:t + block], pitch[..., t:t + block], emotion, state,
-                                  source[..., t:t + block])
-            outs.append(y)
-    assert (torch.cat(outs, dim=-1) - offline).abs().max().item() < TOL
+    assert (_generator_stream(model, content, pitch, emotion, source, block) - offline).abs().max().item() < TOL
     with pytest.raises(ValueError, match="source log-mel"):
         model(content, pitch, emotion)
 
@@ -359,12 +365,7 @@ def test_generator_with_the_source_view_starts_as_without_it_and_streams(block: 
         offline = model(content, pitch, emotion, source)
         other = model(content, pitch, emotion, source + torch.randn_like(source))
         assert (offline - other)[:, :80].abs().mean() > 0.05
-        state, outs = model.init_state(1), []
-        for t in range(0, N_FRAMES, block):
-            y, state = model.step(content[..., t:t + block], pitch[..., t:t + block], emotion, state,
-                                  source[..., t:t + block])
-            outs.append(y)
-    assert (torch.cat(outs, dim=-1) - offline).abs().max().item() < TOL
+    assert (_generator_stream(model, content, pitch, emotion, source, block) - offline).abs().max().item() < TOL
     assert len(model.init_state(1)) == len(plain.init_state(1)) + 1
     with pytest.raises(ValueError, match="source log-mel"):
         model(content, pitch, emotion)
@@ -384,9 +385,5 @@ def test_generator_with_the_levelled_source_ignores_the_microphones_level_and_st
         offline = model(content, pitch, emotion, source)
         for gain in (-2.0, 2.0):
             assert (model(content, pitch, emotion, source + gain) - offline).abs().max() < 1e-4
-        state, outs = model.init_state(1), []
-        for t in range(0, N_FRAMES, 3):
-            y, state = model.step(content[..., t:t + 3], pitch[..., t:t + 3], emotion, state, source[..., t:t + 3])
-            outs.append(y)
-    assert (torch.cat(outs, dim=-1) - offline).abs().max().item() < TOL
+    assert (_generator_stream(model, content, pitch, emotion, source, 3) - offline).abs().max().item() < TOL
     assert "level_peak" in model.state_names()
