@@ -97,17 +97,25 @@ def make(kind: str, batch: int = 1, n_frames: int = N_FRAMES) -> tuple[Streaming
     return model, inputs(), cond, rate
 
 
-def stream(model: StreamingModule, inputs: list[Tensor], cond: tuple, block: int, conds: list | None = None) -> Tensor:
+def stream(model: StreamingModule, inputs: list[Tensor], cond: tuple, block: int, conds: list | None = None,
+           late: tuple[Tensor, ...] = ()) -> Tensor:
     """Run model.step over the inputs in blocks of `block` frames (last one ragged), outputs joined.
 
-    conds, when given, is one condition tuple per block (the engine switching emotion).
+    conds, when given, is one condition tuple per block (the engine switching emotion); late: per-frame
+    inputs that step takes after the state (the generator's source log-mel), cut into the same blocks.
     """
     state, outs = model.init_state(inputs[0].shape[0]), []
     for i, start in enumerate(range(0, inputs[0].shape[-1], block)):
         blocks = [x[..., start:start + block] for x in inputs]
-        y, state = model.step(*blocks, *(conds[i] if conds else cond), state)
+        y, state = model.step(*blocks, *(conds[i] if conds else cond), state,
+                              *(x[..., start:start + block] for x in late))
         outs.append(y)
     return torch.cat(outs, dim=-1)
+
+
+def _stream_with_source(model, content, pitch, emotion, source, block: int) -> Tensor:
+    with torch.no_grad():
+        return stream(model, [content, pitch], (emotion,), block, late=(source,))
 
 
 def assert_stream_equals_offline(kind: str, online: Tensor, offline: Tensor) -> None:
@@ -207,17 +215,6 @@ def test_generator_predicts_log_f0_on_the_sources_register_and_a_liftered_mel() 
     assert torch.equal(rows[:, 0], frames[:, 80]) and torch.allclose(rows[:, 1], torch.sigmoid(frames[:, 81]))
 
 
-def _generator_stream(model, content, pitch, emotion, source, block: int) -> torch.Tensor:
-    """The generator run stepwise in blocks of ``block`` frames, outputs concatenated."""
-    state, outs = model.init_state(1), []
-    with torch.no_grad():
-        for t in range(0, content.shape[-1], block):
-            cut = slice(t, t + block)
-            y, state = model.step(content[..., cut], pitch[..., cut], emotion, state, source[..., cut])
-            outs.append(y)
-    return torch.cat(outs, dim=-1)
-
-
 @pytest.mark.parametrize("block", [1, 3, 8])
 def test_generator_with_the_source_skip_starts_at_the_liftered_source_and_streams(block: int) -> None:
     """With the source skip the log-mel rows are lifter(the source, gated toward the log floor, + the
@@ -242,7 +239,7 @@ def test_generator_with_the_source_skip_starts_at_the_liftered_source_and_stream
         model.proj.weight.add_(0.1 * torch.randn_like(model.proj.weight))
         offline = model(content, pitch, emotion, source)
         assert (offline[:, :80] - start[:, :80]).abs().max() > 0.05
-    assert (_generator_stream(model, content, pitch, emotion, source, block) - offline).abs().max().item() < TOL
+    assert (_stream_with_source(model, content, pitch, emotion, source, block) - offline).abs().max().item() < TOL
     with pytest.raises(ValueError, match="source log-mel"):
         model(content, pitch, emotion)
 
@@ -365,7 +362,7 @@ def test_generator_with_the_source_view_starts_as_without_it_and_streams(block: 
         offline = model(content, pitch, emotion, source)
         other = model(content, pitch, emotion, source + torch.randn_like(source))
         assert (offline - other)[:, :80].abs().mean() > 0.05
-    assert (_generator_stream(model, content, pitch, emotion, source, block) - offline).abs().max().item() < TOL
+    assert (_stream_with_source(model, content, pitch, emotion, source, block) - offline).abs().max().item() < TOL
     assert len(model.init_state(1)) == len(plain.init_state(1)) + 1
     with pytest.raises(ValueError, match="source log-mel"):
         model(content, pitch, emotion)
@@ -385,5 +382,5 @@ def test_generator_with_the_levelled_source_ignores_the_microphones_level_and_st
         offline = model(content, pitch, emotion, source)
         for gain in (-2.0, 2.0):
             assert (model(content, pitch, emotion, source + gain) - offline).abs().max() < 1e-4
-    assert (_generator_stream(model, content, pitch, emotion, source, 3) - offline).abs().max().item() < TOL
+    assert (_stream_with_source(model, content, pitch, emotion, source, 3) - offline).abs().max().item() < TOL
     assert "level_peak" in model.state_names()
