@@ -370,11 +370,13 @@ def test_generator_with_the_source_view_starts_as_without_it_and_streams(block: 
 
 def test_generator_with_the_levelled_source_ignores_the_microphones_level_and_streams() -> None:
     """With level_ref the skip and the view read the source moved to that level (training.models.level):
-    the same source 2 nepers quieter or louder converts alike; stepwise equals offline."""
+    the same source 2 nepers quieter or louder converts alike (voiced from the first frame, where the
+    follower starts levelling); stepwise equals offline."""
     torch.manual_seed(0)
     model = Generator(content_dim=8, emotion_dim=6, n_mels=80, channels=16, n_layers=3, kernel_size=3,
                       source_skip=True, source_input=True, level_ref=-3.0).eval()
     content, pitch, emotion = torch.randn(1, 8, N_FRAMES), tracker_rows(1, N_FRAMES), torch.randn(1, 6)
+    pitch[:, 0, 0] = 1.0
     source = torch.randn(1, 80, N_FRAMES) - 5.0
     with torch.no_grad():
         for p in (model.proj.weight, model.source_pre.conv.weight, model.quiet.weight):

@@ -50,11 +50,11 @@ Stage II that adds it starts from Stage I's generator.
 
 Levelled source (``level_ref``). The skip would carry the microphone's level to the output, where
 the emotion's loudness is a cue: training.models.level moves the source to ``level_ref`` (a
-causal peak follower, its state explicit) before the skip and the view read it. With both, from
-Stage II on, the bundled recipe's conversions came 5.36 dB MCD from their targets and held-out voices
-kept a similarity of 0.79, but DNSMOS OVRL fell to 2.00 and voicing agreement to 0.74, and through
-noise and a room accuracy still fell by 0.12 (0.49 to 0.37; without the follower 0.21; README): not
-in the recipe either.
+causal peak follower of the voiced frames, its state explicit) before the skip and the view read it.
+With the view and a follower of every frame, from Stage II on, the bundled recipe's conversions came
+5.36 dB MCD from their targets and held-out voices kept a similarity of 0.79, but DNSMOS OVRL fell to
+2.00 and voicing agreement to 0.74, and through noise and a room accuracy still fell by 0.12 (0.49
+to 0.37; without the follower 0.21; README): not in the recipe either.
 
 Output rows (``Generator.forward``)::
 
@@ -220,7 +220,7 @@ class Generator(StreamingModule):
         content encoder's input log-mel (B, n_mels, T), read with the source skip or view -> (B, n_mels + 2, T)."""
         x = self.conv_pre(self._inputs(content, pitch))
         if self.level is not None:
-            source = self.level(self._needed(source))
+            source = self.level(self._needed(source), pitch[:, 0:1])
         if self.source_input:
             x = x + self.source_pre(self.lifter(self._needed(source)))
         for block in self.blocks:
@@ -234,7 +234,7 @@ class Generator(StreamingModule):
         s_pre, s_level, s_view, *s_blocks = split_state(state, [self.conv_pre, *self._source_modules(), *self.blocks])
         x, new_state = self.conv_pre.step(self._inputs(content, pitch), s_pre)
         if self.level is not None:
-            source, s_level = self.level.step(self._needed(source), s_level)
+            source, s_level = self.level.step(self._needed(source), pitch[:, 0:1], s_level)
         if self.source_input:
             view, s_view = self.source_pre.step(self.lifter(self._needed(source)), s_view)
             x = x + view
