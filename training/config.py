@@ -41,13 +41,6 @@ class StageConfig:
     # and recorded so in its checkpoints (the bundled recipe gives the generator its source skip
     # from Stage II on: training.models.generator).
     models: dict[str, dict[str, Any]] | None = None
-    # Steps at the stage's start during which only the trained networks' heads learn (a network's
-    # HEAD_PREFIXES; the generator's output map, spectral map, quieting gate and source view), the
-    # rest frozen: a head restarted on trained features and trained with them from the first step
-    # distorts those features (linear probing before fine-tuning, Kumar et al. 2022). Stage II with
-    # the source skip added, all trainable from step 0, took the generator's voicing loss from 0.33
-    # to 1.1 in its first 20 steps (0.52 after 1000; without the skip 0.38 after 20).
-    head_steps: int = 0
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,6 @@ class Group:
     weights: dict[str, float]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    waiting: list[nn.Parameter]
-    """The params outside the networks' heads: frozen for the stage's first head_steps steps."""
 
 
 @dataclass
@@ -101,20 +99,12 @@ def make_groups(stage: str, models, cfg: StageConfig, device, ddp: bool) -> list
             objective = DistributedDataParallel(objective, broadcast_buffers=False)
         betas = (0.8, 0.99) if stage == "vocoder" else (0.9, 0.999)
         opt = torch.optim.AdamW(params, lr=cfg.lr, betas=betas)
-        groups.append(Group(name, objective, params, weights, opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma),
-                            _outside_heads(models, names)))
+        groups.append(Group(name, objective, params, weights, opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma)))
     return groups
 
 
-def _outside_heads(models, names) -> list[nn.Parameter]:
-    """The parameters of networks `names` outside their heads (HEAD_PREFIXES; a network without has none)."""
-    return [p for n in names for k, p in models[n].named_parameters()
-            if not k.startswith(getattr(models[n], "HEAD_PREFIXES", ()))]
-
-
-def train_step(groups: list[Group], batch, cfg: StageConfig, device, step: int = 0) -> dict[str, float]:
-    """One optimizer step per group (`step` counts from 0; before cfg.head_steps only the heads
-    learn); returns every named loss as a float."""
+def train_step(groups: list[Group], batch, cfg: StageConfig, device) -> dict[str, float]:
+    """One optimizer step per group; returns every named loss as a float."""
     logged = {}
     for g in groups:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -122,9 +112,6 @@ def train_step(groups: list[Group], batch, cfg: StageConfig, device, step: int =
             total = L.weighted_sum(losses, g.weights)
         g.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        if step < cfg.head_steps:
-            for p in g.waiting:
-                p.grad = None  # AdamW skips a parameter without a gradient: no update, no decay
         torch.nn.utils.clip_grad_norm_(g.params, cfg.grad_clip)
         g.optimizer.step()
         g.scheduler.step()
@@ -274,7 +261,7 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
     bar = show_progress(range(start, scfg.steps), progress and d.main, desc=stage)
     for step in bar:
         batch = draw_batch(train_set, scfg.batch_size, scfg.segment_frames, cfg.seed, step, d.rank).to(dev)
-        values = train_step(groups, batch, scfg, dev, step)
+        values = train_step(groups, batch, scfg, dev)
         if not all(math.isfinite(v) for v in values.values()):
             raise FloatingPointError(f"{stage} step {step}: non-finite loss {values}")
         done = step + 1

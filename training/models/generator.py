@@ -143,9 +143,6 @@ class Generator(StreamingModule):
     then ``blocks.0`` ... ``blocks.{n_layers-1}``.
     """
 
-    HEAD_PREFIXES = ("proj.", "spectral_film.", "quiet.", "source_pre.")
-    """What the source skip and view restart or add: a stage's head_steps train these alone (training.config)."""
-
     def __init__(self, content_dim: int, emotion_dim: int, n_mels: int = 80, channels: int = 128,
                  n_layers: int = 6, kernel_size: int = 5, dilation_cycle: int = 4, source_skip: bool = False,
                  source_input: bool = False, level_ref: float | None = None) -> None:
