@@ -39,6 +39,8 @@ STAGE_NETWORKS = {
     "vocoder": ("vocoder",),
 }
 INIT_FROM = {"stage2": "stage1"}
+OPTIONAL_NETWORKS = {"stage2": ("mel_critic",)}
+"""Built for a stage only when its config trains them (a recipe without the critic saves none)."""
 
 
 @dataclass
@@ -78,7 +80,7 @@ def _objectives(stage: str, models, cfg: StageConfig):
     if stage == "stage1":
         return [("main", Stage1(models), cfg.trainable, cfg.weights)]
     if stage == "stage2":
-        return [("main", Stage2(models), cfg.trainable, cfg.weights)]
+        return [("main", Stage2(models, adversarial="mel_critic" in cfg.trainable), cfg.trainable, cfg.weights)]
     return [("main", Vocoder(models, spectral=bool(cfg.weights.get("stft"))), cfg.trainable, cfg.weights)]
 
 
@@ -245,7 +247,8 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
     cfg = cfg.for_stage(stage)
     scfg, spec, out = cfg.stages[stage], SignalSpec(lookahead_frames=cfg.lookahead_frames), Path(out)
     torch.manual_seed(cfg.seed + d.rank)
-    models = build_models(cfg.models, spec, STAGE_NETWORKS[stage])
+    optional = tuple(n for n in OPTIONAL_NETWORKS.get(stage, ()) if n in scfg.trainable)
+    models = build_models(cfg.models, spec, STAGE_NETWORKS[stage] + optional)
     if stage in INIT_FROM:
         if init is None:
             raise ConfigError(f"{stage} starts from a {INIT_FROM[stage]} checkpoint: pass --init CKPT")

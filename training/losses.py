@@ -199,6 +199,25 @@ def emotion_strength_consistency(s_conv: torch.Tensor, s_ref: torch.Tensor) -> t
     return (s_conv.float() - s_ref.float()).abs().mean()
 
 
+def critic_lsgan(real: torch.Tensor, fake: torch.Tensor, real_lengths: torch.Tensor | None,
+                 fake_lengths: torch.Tensor | None) -> torch.Tensor:
+    """The critic's least-squares loss: per-frame logits real, fake (B, T) → mean over valid frames of
+    (real − 1)² plus that of fake² (fake computed from detached frames: it trains the critic alone)."""
+    return _frame_mean((real.float() - 1) ** 2, real_lengths) + _frame_mean(fake.float() ** 2, fake_lengths)
+
+
+def generator_lsgan(fake: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """The generator's least-squares adversarial loss: per-frame logits (B, T) of its frames, from a
+    critic whose weights are detached → mean over valid frames of (fake − 1)²."""
+    return _frame_mean((fake.float() - 1) ** 2, lengths)
+
+
+def _frame_mean(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Mean of x (B, T) over valid frames."""
+    mask = _valid(lengths, x)
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
 def active_frames(mel: torch.Tensor, lengths: torch.Tensor | None, nepers: float) -> torch.Tensor:
     """(B, 1, T) float mask of the valid frames of log-mel (B, n_mels, T) whose level (log of the
     summed mel power) is within `nepers` of the item's loudest valid frame: the rule of

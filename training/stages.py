@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from training import losses as L
 from training.data.batches import Batch
@@ -84,13 +85,16 @@ class Stage2(nn.Module):
     neutral: the independent evaluator read 74 of 126 conversions to Happy as Neutral (with these
     losses MCD fell by 0.19 dB and speaker similarity rose; the accuracy did not: README). The noise
     losses ("noise_rec", "noise_vuv") ask G, with the batch's reference embeddings, to render noise
-    alone (Batch.noise_mel) silent and unvoiced, as the engine must in a quiet moment.
+    alone (Batch.noise_mel) silent and unvoiced, as the engine must in a quiet moment. With
+    ``adversarial``, a mel critic (training.models.critic) judges the conversions against the batch's
+    real log-mels, each under its emotion ("critic" trains it, "adv" the generator).
     """
 
-    def __init__(self, models: dict[str, nn.Module]):
+    def __init__(self, models: dict[str, nn.Module], adversarial: bool = False):
         super().__init__()
         self.ec, self.ee, self.rec = models["content_encoder"], models["emotion_encoder"], models["recognition"]
         self.gen = models["generator"]
+        self.critic = models["mel_critic"] if adversarial else None
 
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -105,7 +109,9 @@ class Stage2(nn.Module):
         parallel = reconstruction(self.gen, self.gen(content, b.pitch_in, partner.embedding, b.mel_in),
                                   b.parallel_mel, b.parallel_pitch, b.lengths)
         own_frames = self.gen(content, b.pitch_in, own.embedding, b.mel_in)
+        judged = self.adversarial(b, mel, b.labels[b.reference]) if self.critic is not None else {}
         return {
+            **judged,
             **reconstruction(self.gen, own_frames, b.mel, b.pitch, b.lengths),
             **{f"par_{k}": v for k, v in parallel.items()},
             **self.quiet(b, e_ref),
@@ -114,6 +120,18 @@ class Stage2(nn.Module):
             "esc": L.emotion_strength_consistency(seen.strength, s_ref),
             "move_mel": move["spectrum"], "move_lf0": move["pitch"],
         }
+
+    def adversarial(self, b: Batch, converted: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The critic on the items' own liftered log-mels (real, their labels) and on the conversions
+        (B, n_mels, S) to the references' emotions ``labels`` (B,): its least-squares loss on detached
+        conversions ("critic") and the generator's through the critic's detached weights ("adv"), so one
+        optimizer steps both, each on its own loss only."""
+        real = self.critic(self.gen.lifter(b.mel), b.labels)
+        fake = self.critic(converted.detach(), labels)
+        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+        judged = functional_call(self.critic, frozen, (converted, labels))
+        return {"critic": L.critic_lsgan(real, fake, b.lengths, b.lengths),
+                "adv": L.generator_lsgan(judged, b.lengths)}
 
     def quiet(self, b: Batch, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
         """G on noise alone (N items) with embeddings (B, D) cycled over them: liftered log-mel L1

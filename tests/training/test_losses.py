@@ -196,6 +196,18 @@ def test_cepstral_spread_compares_each_coefficients_spread_over_active_frames():
     assert L.cepstral_spread(target + 1.0, target, active).item() == pytest.approx(0.0, abs=1e-4)
 
 
+def test_least_squares_adversarial_losses_average_over_valid_frames():
+    """The critic's loss is mean (real - 1)^2 + mean fake^2 and the generator's mean (fake - 1)^2, each
+    over the valid frames of its own lengths; padding never counts."""
+    real = torch.tensor([[1.0, 0.0, 9.0], [3.0, 9.0, 9.0]])  # valid: 2 frames, then 1
+    fake = torch.tensor([[0.5, 9.0, 9.0], [-1.0, 1.0, 9.0]])  # valid: 1 frame, then 2
+    real_len, fake_len = torch.tensor([2, 1]), torch.tensor([1, 2])
+    critic = L.critic_lsgan(real, fake, real_len, fake_len)
+    assert critic.item() == pytest.approx((0 + 1 + 4) / 3 + (0.25 + 1 + 1) / 3)
+    assert L.generator_lsgan(fake, fake_len).item() == pytest.approx((0.25 + 4 + 0) / 3)
+    assert L.generator_lsgan(torch.ones(2, 5), None).item() == 0.0
+
+
 def test_active_frames_are_the_valid_ones_near_the_loudest():
     mel = torch.full((1, 4, 6), -10.0)
     mel[0, :, 1] = 0.0
