@@ -80,12 +80,15 @@ def _live_summary(config: Path, monkeypatch, capsys) -> str:
 
 def test_evc_live_runs_through_the_server_without_xruns(server, toy, tmp_path, monkeypatch, capsys):
     config = _engine_yaml(tmp_path, toy, server[0])
-    summary = _live_summary(config, monkeypatch, capsys)
-    if CLEAN not in summary:
-        # one more run: JACK's dummy backend without realtime scheduling missed a cycle or two in 1
-        # of 3 runs on this 2-core VM with nothing else running (block compute p99 0.56 ms); an
-        # engine that cannot keep up fails both
+    # Up to three sessions: JACK's dummy backend without realtime scheduling missed a cycle or two in
+    # 1 of 3 runs on this 2-core VM with nothing else running (block compute p99 0.56 ms), and in two
+    # sessions running one after the other in a full test run of a fresh clone (PortAudio input
+    # overflow and output underflow, compute p99 0.63 ms of the 20 ms block); an engine that cannot
+    # keep up fails all three
+    for _ in range(3):
         summary = _live_summary(config, monkeypatch, capsys)
+        if CLEAN in summary:
+            break
     assert CLEAN in summary, summary
 
 
