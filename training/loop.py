@@ -80,7 +80,7 @@ def _objectives(stage: str, models, cfg: StageConfig):
     if stage == "stage1":
         return [("main", Stage1(models), cfg.trainable, cfg.weights)]
     if stage == "stage2":
-        return [("main", Stage2(models, adversarial="mel_critic" in cfg.trainable), cfg.trainable, cfg.weights)]
+        return [("main", Stage2(models), cfg.trainable, cfg.weights)]
     return [("main", Vocoder(models, spectral=bool(cfg.weights.get("stft"))), cfg.trainable, cfg.weights)]
 
 

@@ -21,6 +21,12 @@ def _valid(lengths: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return (torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None]).float()
 
 
+def _frame_mean(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Mean of x (B, T) over valid frames."""
+    mask = _valid(lengths, x)
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
 def _masked_l1(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """Mean |pred − target| over channels and valid frames of (B, C, T) tensors."""
     if pred.shape != target.shape:
@@ -93,9 +99,8 @@ def cepstral_spread(pred: torch.Tensor, target: torch.Tensor, active: torch.Tens
 
 def voicing_bce(logits: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Voicing: logits, target (B, 1, T), target in {0, 1} → binary cross-entropy over valid frames."""
-    mask = _valid(lengths, logits)[:, None]
     bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-    return (bce * mask).sum() / mask.sum().clamp(min=1)
+    return _frame_mean(bce[:, 0], lengths)
 
 
 def emotion_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -212,12 +217,6 @@ def generator_lsgan(fake: torch.Tensor, lengths: torch.Tensor | None) -> torch.T
     return _frame_mean((fake.float() - 1) ** 2, lengths)
 
 
-def _frame_mean(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Mean of x (B, T) over valid frames."""
-    mask = _valid(lengths, x)
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
 def active_frames(mel: torch.Tensor, lengths: torch.Tensor | None, nepers: float) -> torch.Tensor:
     """(B, 1, T) float mask of the valid frames of log-mel (B, n_mels, T) whose level (log of the
     summed mel power) is within `nepers` of the item's loudest valid frame: the rule of
@@ -285,8 +284,7 @@ def envelope_l1(pred: torch.Tensor, target: torch.Tensor, basis: torch.Tensor,
     order = basis.shape[0]
     diff = (pred.float() - target.float()).transpose(1, 2).reshape(B, T, C // order, order)
     amp = torch.matmul(diff, basis).abs().mean(dim=(2, 3))  # (B, T)
-    mask = _valid(lengths, pred)
-    return (amp * mask).sum() / mask.sum().clamp(min=1)
+    return _frame_mean(amp, lengths)
 
 
 # ---- Combination ----------------------------------------------------------------------

@@ -85,16 +85,17 @@ class Stage2(nn.Module):
     neutral: the independent evaluator read 74 of 126 conversions to Happy as Neutral (with these
     losses MCD fell by 0.19 dB and speaker similarity rose; the accuracy did not: README). The noise
     losses ("noise_rec", "noise_vuv") ask G, with the batch's reference embeddings, to render noise
-    alone (Batch.noise_mel) silent and unvoiced, as the engine must in a quiet moment. With
-    ``adversarial``, a mel critic (training.models.critic) judges the conversions against the batch's
-    real log-mels, each under its emotion ("critic" trains it, "adv" the generator).
+    alone (Batch.noise_mel) silent and unvoiced, as the engine must in a quiet moment. When
+    ``models`` has a mel critic (training.models.critic; the trainer builds it only for a stage that
+    trains it), it judges the conversions against the batch's real log-mels, each under its emotion
+    ("critic" trains it, "adv" the generator).
     """
 
-    def __init__(self, models: dict[str, nn.Module], adversarial: bool = False):
+    def __init__(self, models: dict[str, nn.Module]):
         super().__init__()
         self.ec, self.ee, self.rec = models["content_encoder"], models["emotion_encoder"], models["recognition"]
         self.gen = models["generator"]
-        self.critic = models["mel_critic"] if adversarial else None
+        self.critic = models.get("mel_critic")
 
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
