@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training YAML, or a name under training/configs (tiny, default)")
     p.add_argument("--data", required=True, help="corpus root in ESD layout (ESD or `evc corpus synth` output)")
     p.add_argument("--out", required=True, help="run directory: checkpoints, logs, samples; resumes if present")
-    p.add_argument("--init", default=None, help="checkpoint of the previous stage (stage2 needs stage1's)")
+    p.add_argument("--init", default=None,
+                   help="checkpoint to start from: stage2 needs stage1's; stage1 may continue a stage1")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--steps", type=int, default=None, help="override the stage's step count")
     p.set_defaults(func=_train)

@@ -38,7 +38,9 @@ STAGE_NETWORKS = {
     "stage2": ("content_encoder", "emotion_encoder", "recognition", "generator"),
     "vocoder": ("vocoder",),
 }
-INIT_FROM = {"stage2": "stage1"}
+INIT_FROM = {"stage1": "stage1", "stage2": "stage1"}
+"""The checkpoint a stage may start from (--init): Stage I may continue a Stage I, Stage II must."""
+INIT_REQUIRED = ("stage2",)
 OPTIONAL_NETWORKS = {"stage2": ("mel_critic",)}
 """Built for a stage only when its config trains them (a recipe without the critic saves none)."""
 
@@ -181,7 +183,8 @@ def _log_samples(log: RunLogger, stage, step, models, corpus: MelCorpus, n: int,
                 log.audio(step, f"utt{i}", models["vocoder"](mel, pitch).reshape(-1).cpu().numpy(),
                           corpus.spec.sample_rate)
             else:
-                out = metrics.recognise(models["emotion_encoder"], models["recognition"], mel[0], pitch[0])
+                out = metrics.recognise(models["emotion_encoder"], models["recognition"], mel[0], pitch[0],
+                                        corpus.anchors[i].to(device))
                 mel_in = corpus.mel_in(i).to(device)[None]
                 frames = models["generator"](models["content_encoder"](mel_in), corpus.pitch_in[i].to(device)[None],
                                              out.embedding, mel_in)
@@ -210,12 +213,15 @@ def _check_in_sync(models, d: Dist) -> float:
     return float(diff)
 
 
-def _initialise(models: dict[str, torch.nn.Module], ckpt: dict) -> None:
-    """Load the previous stage's networks. A generator given the source skip or view
+def _initialise(models: dict[str, torch.nn.Module], ckpt: dict, stage: str) -> None:
+    """Load the previous stage's networks. An emotion encoder written before it read references
+    from an anchor (training.models.emotion_encoder) has no centre: a Stage I continuing it gets the
+    training speakers' (train sets it), a later stage cannot use it. A generator given the source skip or view
     (training.models.generator) after a stage trained without them gets them new: the skip's
     quieting gate, with its log-mel rows and spectral map restarted (Generator.restart_mel_head:
     they predicted the whole log-mel, and now predict the change from the source), and the view's
     zero conv."""
+    _anchored(ckpt, models, stage)
     gen = models.get("generator")
     before = ((ckpt.get("config") or {}).get("models") or {}).get("generator") or {}
     added = {name: prefix for name, prefix in (("source_skip", "quiet."), ("source_input", "source_pre."))
@@ -230,6 +236,17 @@ def _initialise(models: dict[str, torch.nn.Module], ckpt: dict) -> None:
                          f"{', '.join([*missing, *unexpected][:3])}")
     if "source_skip" in added:
         gen.restart_mel_head()
+
+
+def _anchored(ckpt: dict, models: dict[str, torch.nn.Module], stage: str) -> None:
+    """Give a Stage I continuation a centre where ckpt's emotion encoder has none; ModelError otherwise."""
+    state = ckpt["models"].get("emotion_encoder")
+    if state is None or "centre" in state or "emotion_encoder" not in models:
+        return
+    if stage != "stage1":
+        raise ModelError(f"the {ckpt.get('stage')} checkpoint's emotion encoder reads references without a "
+                         "neutral anchor: continue it with a Stage I run (train stage1 --init CKPT)")
+    ckpt["models"]["emotion_encoder"] = {**state, "centre": models["emotion_encoder"].centre}
 
 
 def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
@@ -249,12 +266,14 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
     torch.manual_seed(cfg.seed + d.rank)
     optional = tuple(n for n in OPTIONAL_NETWORKS.get(stage, ()) if n in scfg.trainable)
     models = build_models(cfg.models, spec, STAGE_NETWORKS[stage] + optional)
-    if stage in INIT_FROM:
-        if init is None:
-            raise ConfigError(f"{stage} starts from a {INIT_FROM[stage]} checkpoint: pass --init CKPT")
-        _initialise(models, load_checkpoint(init, INIT_FROM[stage], spec))
+    if stage in INIT_REQUIRED and init is None:
+        raise ConfigError(f"{stage} starts from a {INIT_FROM[stage]} checkpoint: pass --init CKPT")
+    if init is not None and stage in INIT_FROM:
+        _initialise(models, load_checkpoint(init, INIT_FROM[stage], spec), stage)
     models = {n: m.to(dev) for n, m in models.items()}
     train_set, val_set = (_corpus(data, spec, split, cfg, stage) for split in ("train", "evaluation"))
+    if stage == "stage1":
+        models["emotion_encoder"].centre.copy_(train_set.anchor_centre.to(dev))
     speakers = sorted({u.speaker for u in train_set.utts})
     groups = make_groups(stage, models, scfg, dev, ddp=d.world > 1)
     trainable = {n for n, m in models.items() if m.training}

@@ -220,7 +220,7 @@ def generator_lsgan(fake: torch.Tensor, lengths: torch.Tensor | None) -> torch.T
 def active_frames(mel: torch.Tensor, lengths: torch.Tensor | None, nepers: float) -> torch.Tensor:
     """(B, 1, T) float mask of the valid frames of log-mel (B, n_mels, T) whose level (log of the
     summed mel power) is within `nepers` of the item's loudest valid frame: the rule of
-    training.data.spectrum.active_mean (numpy, per utterance), which must change with it."""
+    engine.anchor.active_mean (numpy, per utterance), which must change with it."""
     valid = _valid(lengths, mel)[:, None]
     level = torch.logsumexp(mel.float(), dim=1, keepdim=True)
     loudest = torch.where(valid > 0, level, torch.full_like(level, -torch.inf)).amax(dim=2, keepdim=True)

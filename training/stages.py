@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from engine.anchor import ACTIVE_NEPERS
 from training import losses as L
 from training.data.batches import Batch
-from training.data.spectrum import ACTIVE_NEPERS
 from training.models.generator import LOG_FLOOR, frame_pitch, split_frames
 from training.models.vocoder import NOISE_TABLE
 
@@ -30,7 +30,7 @@ class Stage1(nn.Module):
 
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
         content = self.ec(b.mel_in)
-        out = self.rec(self.ee(b.mel, b.pitch, b.lengths), b.lengths)
+        out = self.rec(self.ee(b.mel, b.pitch, b.lengths, b.anchor), b.lengths)
         frames = self.gen(content, b.pitch_in, out.embedding, b.mel_in)
         losses = {**reconstruction(self.gen, frames, b.mel, b.pitch, b.lengths),
                   "cls": L.emotion_ce(out.logits, b.labels),
@@ -76,6 +76,8 @@ def reconstruction(gen: nn.Module, frames: torch.Tensor, mel: torch.Tensor, pitc
 class Stage2(nn.Module):
     """Conversion adaptation: G learns from multi-view consistency with frozen Ec, Ee and R.
 
+    Ee reads every utterance from its speaker's neutral voice (Batch.anchor): the conversions, in
+    the source's voice, from the source speaker's; the references, from their own speakers'.
     Ee judges the converted frames whole: liftered log-mel and the pitch G predicts, so the
     emotion consistency losses act on the contour as much as on the spectrum. The parallel
     losses ("par_*", reconstruction's terms) compare G(the item's content and pitch, its parallel
@@ -100,12 +102,13 @@ class Stage2(nn.Module):
     def forward(self, b: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             content = self.ec(b.mel_in)
-            own = self.rec(self.ee(b.mel, b.pitch, b.lengths), b.lengths)
-            partner = self.rec(self.ee(b.partner_mel, b.partner_pitch, b.partner_lengths), b.partner_lengths)
+            own = self.rec(self.ee(b.mel, b.pitch, b.lengths, b.anchor), b.lengths)
+            partner = self.rec(self.ee(b.partner_mel, b.partner_pitch, b.partner_lengths, b.anchor),
+                               b.partner_lengths)
         e_ref, s_ref = own.embedding[b.reference], own.strength[b.reference]
         converted = self.gen(content, b.pitch_in, e_ref, b.mel_in)
         mel = converted[:, : self.gen.n_mels]
-        seen = self.rec(self.ee(mel, frame_pitch(converted, self.gen.n_mels), b.lengths), b.lengths)
+        seen = self.rec(self.ee(mel, frame_pitch(converted, self.gen.n_mels), b.lengths, b.anchor), b.lengths)
         move = self.emotion_move(converted, b)
         parallel = reconstruction(self.gen, self.gen(content, b.pitch_in, partner.embedding, b.mel_in),
                                   b.parallel_mel, b.parallel_pitch, b.lengths)

@@ -51,6 +51,32 @@ def test_encoder_shapes_and_zero_padding(nets):
     assert F[0, :, :37].abs().mean() > 0.1
 
 
+def test_the_anchor_moves_the_reference_to_the_average_voice(nets):
+    """A voice 4 nepers louder, brighter by a slope over the bands and 0.3 higher in log-F0 (+30 %)
+    gives the same features as the original once each is read from its own neutral voice; read
+    as it is, it does not. The centre as anchor is no move at all."""
+    ee, _ = nets
+    ee.centre.copy_(torch.cat([torch.full((N_MELS,), -5.0), torch.tensor([5.0])]))
+    mel, pitch = padded_batch([40]), padded_pitch([40])
+    voice = torch.cat([-5.0 + 0.5 * torch.randn(N_MELS), torch.tensor([5.1])])[None]
+    move = torch.cat([4.0 + torch.linspace(0, 2, N_MELS), torch.tensor([0.3])])[None]
+    moved_mel = mel + move[:, :N_MELS, None]
+    moved_pitch = torch.cat([pitch[:, :1] + 0.3, pitch[:, 1:]], dim=1)
+    with torch.no_grad():
+        own = ee(mel, pitch, anchor=voice)
+        assert (ee(moved_mel, moved_pitch, anchor=voice + move) - own).abs().max() < 1e-4
+        assert (ee(moved_mel, moved_pitch, anchor=voice) - own).abs().max() > 0.1
+        assert (ee(mel, pitch, anchor=ee.centre[None]) - ee(mel, pitch)).abs().max() < 1e-6
+
+
+def test_the_centre_is_saved_with_the_weights(nets):
+    ee, _ = nets
+    ee.centre.fill_(2.5)
+    fresh = EmotionEncoder(N_MELS, channels=32, dim=DIM, n_layers=2)
+    fresh.load_state_dict(ee.state_dict())
+    assert torch.equal(fresh.centre, ee.centre)
+
+
 def test_encoder_is_local_with_the_stated_receptive_field(nets):
     """Frame t depends on frames t ± (kernel_size − 1)·2^n_layers / 2 only (±8 for kernel 5, 2 layers):
     the cue can only localise emotion if silent frames cannot borrow other frames' evidence.

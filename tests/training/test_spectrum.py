@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.data.spectrum import active_mean, level_tilt, neutral_spectra, spectral_offset
+from engine.anchor import active_mean
+from training.data.spectrum import level_tilt, neutral_spectra, spectral_offset
 from training.models.frames import spectral_basis
 
 N_MELS, T = 80, 120

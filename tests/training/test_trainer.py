@@ -88,11 +88,11 @@ def test_stage1_recognition_beats_chance_on_held_out(runs, held_out):
 
 
 @torch.no_grad()
-def _conversion_losses(models, batch) -> float:
-    """Stage II's weighted consistency losses (content, category, strength) on one batch."""
+def _conversion_losses(models, batch) -> dict[str, float]:
+    """Stage II's consistency losses (content, category, strength) on one batch, and their weighted sum."""
     weights = load_train_config("tiny").stages["stage2"].weights
-    losses = Stage2(models)(batch)
-    return sum(weights[k] * float(losses[k]) for k in ("cc", "ecc", "esc"))
+    losses = {k: float(v) for k, v in Stage2(models)(batch).items() if k in ("cc", "ecc", "esc")}
+    return {**losses, "sum": sum(weights[k] * v for k, v in losses.items())}
 
 
 def test_stage2_converts_toward_the_reference_emotion(runs, held_out, tiny_corpus):
@@ -102,11 +102,13 @@ def test_stage2_converts_toward_the_reference_emotion(runs, held_out, tiny_corpu
     train_set = MelCorpus(tiny_corpus, SignalSpec(), "train", conversion=True)
     seen = draw_batch(train_set, 20, 96, seed=1, step=0, stream=VALIDATION)
     fit_before, fit_after = _conversion_losses(stage1, seen), _conversion_losses(stage2, seen)
-    # measured 1.266 -> 1.068 (-16 %) in tiny.yaml's 60 steps, with the content input at the
-    # speaker's neutral level and tilt (training.data.spectrum)
-    assert fit_after < 0.9 * fit_before, f"consistency losses on training data {fit_before:.3f} -> {fit_after:.3f}"
+    # measured cc 0.217 -> 0.159 in tiny.yaml's 60 steps. The category term does not fall on this corpus
+    # since Ee reads from each speaker's neutral voice (1.02 -> 1.18 on this batch; read as it was,
+    # 1.58 -> 0.99): Stage I's conversions already score what Stage II reached before, while the
+    # held-out accuracy above rises (0.57 -> 0.73; read as it was, 0.44 -> 0.40)
+    assert fit_after["cc"] < 0.85 * fit_before["cc"], f"content consistency {fit_before} -> {fit_after}"
     unseen = draw_batch(held_out, 20, 96, seed=1, step=0, stream=VALIDATION)
-    assert _conversion_losses(stage2, unseen) < _conversion_losses(stage1, unseen)
+    assert _conversion_losses(stage2, unseen)["sum"] < _conversion_losses(stage1, unseen)["sum"]
 
 
 def test_stage2_moves_conversions_by_the_references_emotion_offset_through_the_generator(runs, tiny_corpus):
@@ -124,12 +126,14 @@ def test_stage2_moves_conversions_by_the_references_emotion_offset_through_the_g
 
 def test_stage2_parallel_losses_reach_the_generator_and_are_reconstruction_for_the_item_itself(runs, tiny_corpus):
     """Against a partner under another emotion the parallel losses are finite, reach the generator
-    only and exceed the item's own reconstruction; with the item as its own partner they equal it."""
+    only and the log-mel's exceeds the item's own reconstruction; with the item as its own partner
+    they equal it. (The log-F0 term need not exceed: same speaker, and an encoder reading from the
+    speaker's neutral voice gives the partner's contour about as well, 0.104 against 0.113.)"""
     models = {n: m.eval() for n, m in _models(runs[1]["checkpoint"], "stage1").items()}
     corpus = MelCorpus(tiny_corpus, SignalSpec(), "train", conversion=True)
     losses = Stage2(models)(draw_batch(corpus, 10, 96, seed=3, step=0))
     keys = ("rec", "lf0", "ceps_spread", "spread", "slope_spread")
-    assert losses["par_rec"] > losses["rec"] and losses["par_lf0"] > losses["lf0"], losses
+    assert losses["par_rec"] > losses["rec"], losses
     sum(losses[f"par_{k}"] for k in keys).backward()
     grads = {n: sum(float(p.grad.abs().sum()) for p in m.parameters() if p.grad is not None) for n, m in models.items()}
     assert grads["generator"] > 0.0 and grads["content_encoder"] == grads["emotion_encoder"] == 0.0, grads
@@ -160,7 +164,7 @@ def test_stage2_with_the_source_skip_restarts_the_log_mel_rows_of_a_stage1_witho
     ckpt = load_checkpoint(runs[1]["checkpoint"], "stage1")
     skip = {**ckpt["config"]["models"], "generator": {**ckpt["config"]["models"]["generator"], "source_skip": True}}
     models = build_models(skip, SignalSpec(), STAGE_NETWORKS["stage2"])
-    training.loop._initialise(models, ckpt)
+    training.loop._initialise(models, ckpt, "stage2")
     saved, n = ckpt["models"]["generator"], SignalSpec().n_mels
     proj = models["generator"].proj
     assert proj.weight[:n].abs().max() == 0 and proj.bias[:n].abs().max() == 0
@@ -174,7 +178,7 @@ def test_stage2_with_the_source_skip_restarts_the_log_mel_rows_of_a_stage1_witho
     trained = {**ckpt, "config": {**ckpt["config"], "models": skip},
                "models": {**ckpt["models"], "generator": models["generator"].state_dict()}}
     again = build_models(skip, SignalSpec(), STAGE_NETWORKS["stage2"])
-    training.loop._initialise(again, trained)
+    training.loop._initialise(again, trained, "stage2")
     assert torch.equal(again["generator"].proj.weight, proj.weight)
 
 
@@ -184,14 +188,14 @@ def test_stage2_with_the_source_view_adds_a_zero_conv_to_a_stage1_generator(runs
     ckpt = load_checkpoint(runs[1]["checkpoint"], "stage1")
     gen_cfg = {**ckpt["config"]["models"]["generator"], "source_skip": True, "source_input": True}
     models = build_models({**ckpt["config"]["models"], "generator": gen_cfg}, SignalSpec(), STAGE_NETWORKS["stage2"])
-    training.loop._initialise(models, ckpt)
+    training.loop._initialise(models, ckpt, "stage2")
     gen, saved = models["generator"], ckpt["models"]["generator"]
     assert gen.source_pre.conv.weight.abs().max() == 0 and gen.source_pre.conv.bias.abs().max() == 0
     assert torch.equal(gen.conv_pre.conv.weight, saved["conv_pre.conv.weight"])
     wider = {**gen_cfg, "channels": gen_cfg.get("channels", 128) * 2}
     models = build_models({**ckpt["config"]["models"], "generator": wider}, SignalSpec(), STAGE_NETWORKS["stage2"])
     with pytest.raises((ModelError, RuntimeError)):
-        training.loop._initialise(models, ckpt)
+        training.loop._initialise(models, ckpt, "stage2")
 
 
 def test_stage2_trains_the_levelled_skip_and_view_from_a_plain_stage1(runs, cfg, tiny_corpus, tmp_path):
@@ -210,6 +214,31 @@ def test_stage2_trains_the_levelled_skip_and_view_from_a_plain_stage1(runs, cfg,
 def test_stage2_requires_a_stage1_checkpoint(tiny_corpus, cfg, runs, tmp_path):
     with pytest.raises(ModelError, match="expected stage1"):
         train("stage2", cfg, tiny_corpus, tmp_path / "x", init=runs[2]["checkpoint"], progress=False)
+
+
+def test_stage1_sets_the_encoders_centre_to_the_training_speakers_mean_neutral_voice(runs, tiny_corpus):
+    centre = load_checkpoint(runs[1]["checkpoint"], "stage1")["models"]["emotion_encoder"]["centre"]
+    corpus = MelCorpus(tiny_corpus, SignalSpec(), "train")
+    torch.testing.assert_close(centre, corpus.anchor_centre)
+    speakers = np.array([u.speaker for u in corpus.utts])
+    assert len({tuple(a.tolist()) for a in corpus.anchors}) == len(set(speakers))  # one anchor per speaker
+    assert float(centre[:-1].mean()) < -2 and 4.0 < float(centre[-1]) < 6.5  # a log-mel level and a log-F0
+
+
+def test_an_encoder_from_before_anchors_continues_in_stage1_and_is_refused_by_stage2(runs, cfg, tiny_corpus,
+                                                                                     tmp_path):
+    ckpt = load_checkpoint(runs[1]["checkpoint"], "stage1")
+    del ckpt["models"]["emotion_encoder"]["centre"]
+    old = tmp_path / "old.pt"
+    torch.save(ckpt, old)
+    with pytest.raises(ModelError, match="without a neutral anchor"):
+        train("stage2", cfg, tiny_corpus, tmp_path / "s2", init=old, progress=False)
+    result = train("stage1", _short(cfg, "stage1", 2, 2), tiny_corpus, tmp_path / "s1", init=old, progress=False)
+    continued = load_checkpoint(result["checkpoint"], "stage1")["models"]
+    torch.testing.assert_close(continued["emotion_encoder"]["centre"],
+                               MelCorpus(tiny_corpus, SignalSpec(), "train").anchor_centre)
+    before, after = ckpt["models"]["emotion_encoder"]["inp.weight"], continued["emotion_encoder"]["inp.weight"]
+    assert (after - before).abs().max() < 0.05 * before.abs().max()  # two steps from the old weights, not new ones
 
 
 def _short(cfg, stage, steps, every, log_every=1):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.anchor import neutral_anchor
 from engine.audio import load_audio
 from engine.pitch import N_FEATURES, pitch_offline
 from engine.signal import EMOTIONS, SignalSpec
@@ -39,7 +40,8 @@ class Batch:
     (training.data.analysis.pitch_targets); envelope: (B, 2*order, S) the vocoder's filter
     cepstra targets, or (B, 0, S) when the corpus was loaded without them;
     emotion_offset: (B, n_mels + 2) how far each utterance's emotion moves it from its speaker's
-    neutral voice (MelCorpus._emotion_offsets); labels: (B,) emotion index; speakers: (B,) speaker index;
+    neutral voice (MelCorpus._emotion_offsets); anchor: (B, n_mels + 1) the speaker's neutral voice
+    as Ee reads it (engine.anchor, MelCorpus.anchors); labels: (B,) emotion index; speakers: (B,) speaker index;
     positive/negative: (B,) index of a same-emotion other-speaker item and of an
     other-emotion item (triplets); reference: (B,) index of an item of another emotion
     (Stage II conversion reference); the item's parallel partner (training.data.parallel: the same
@@ -59,6 +61,7 @@ class Batch:
     pitch: torch.Tensor
     envelope: torch.Tensor
     emotion_offset: torch.Tensor
+    anchor: torch.Tensor
     lengths: torch.Tensor
     labels: torch.Tensor
     speakers: torch.Tensor
@@ -122,6 +125,7 @@ class MelCorpus:
         self.envelope = ([torch.from_numpy(delayed(e, lag, silent_envelope(envelope_order)))
                           for e in analyse_files(paths, f"envelope-{envelope_order}", spec, jobs, cache_dir())]
                          if envelope_order else None)
+        self.anchors, self.anchor_centre = self._anchors()
         self.target_audio = [np.concatenate([np.zeros(lag * spec.hop, np.float32), a[: a.size - lag * spec.hop]])
                              for a in self.audio] if lag else self.audio
         self.labels = np.array([u.label for u in self.utts])
@@ -150,6 +154,19 @@ class MelCorpus:
         return [torch.from_numpy(np.concatenate([spectral_offset(m.numpy(), self._neutral.get(u.speaker)),
                                                  register_offset(p, self._registers.get(u.speaker))]))
                 for m, p, u in zip(self.mels, pitches, self.utts)]
+
+    def _anchors(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per utterance, its speaker's neutral anchor (n_mels + 1,) from all their Neutral utterances
+        of the split (engine.anchor.neutral_anchor on Ee's inputs, the log-mel and pitch rows), and the
+        mean over the speakers (the centre); a speaker without Neutral utterances gets the centre."""
+        by_speaker = {}
+        for s in sorted({u.speaker for u in self.utts}):
+            idx = [i for i, u in enumerate(self.utts) if u.speaker == s and u.label == 0]
+            by_speaker[s] = neutral_anchor([self.mels[i].numpy() for i in idx], [self.pitch[i].numpy() for i in idx])
+        known = [a for a in by_speaker.values() if a is not None]
+        centre = np.mean(known, axis=0).astype(np.float32) if known else np.zeros(self.spec.n_mels + 1, np.float32)
+        anchors = {s: torch.from_numpy(centre if a is None else a) for s, a in by_speaker.items()}
+        return [anchors[u.speaker] for u in self.utts], torch.from_numpy(centre)
 
     def mel_in(self, i: int) -> torch.Tensor:
         """(n_mels, T) utterance i's log-mel with its speaker's neutral level and tilt (derived on
@@ -311,6 +328,7 @@ def draw_batch(corpus: MelCorpus, batch_size: int, frames: int, seed: int, step:
         partner_lengths=torch.tensor([it["partner_lengths"] for it in items]),
         noise_mel=noise[0], noise_pitch=noise[1],
         emotion_offset=torch.stack([corpus.emotion_offsets[i] for i in chosen]),
+        anchor=torch.stack([corpus.anchors[i] for i in chosen]),
         lengths=torch.tensor([it["valid"] for it in items]),
         labels=torch.from_numpy(labels).long(),
         speakers=torch.from_numpy(speakers).long(),

@@ -13,7 +13,7 @@ and tilt:
     mel_in = mel - (a + b u),  (a, b) = least squares of active_mean(mel) - neutral_mean on [1, u]
 
 with [1, u] the rows of training.models.frames.spectral_basis, active_mean the mean log-mel of
-the utterance's frames within ACTIVE_NEPERS of its loudest, and neutral_mean the mean of that
+the utterance's frames within engine.anchor.ACTIVE_NEPERS of its loudest, and neutral_mean the mean of that
 over all the speaker's Neutral utterances of the split. Only level and tilt move: the
 utterance's own spectral shape (its words) stays.
 """
@@ -24,18 +24,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from engine.anchor import active_mean
 from training.models.frames import spectral_basis
-
-ACTIVE_NEPERS = 3.45
-"""30 dB (in natural-log magnitude) below the loudest frame: speech, not pauses."""
-
-
-def active_mean(mel: np.ndarray) -> np.ndarray | None:
-    """(n_mels,) mean log-mel of the active frames of mel (n_mels, T); None for an empty utterance."""
-    if mel.shape[1] == 0:
-        return None
-    level = np.log(np.exp(mel).sum(axis=0))
-    return mel[:, level >= level.max() - ACTIVE_NEPERS].mean(axis=1)
 
 
 def neutral_spectra(mels: list[np.ndarray], speakers: list[str], neutral: list[bool]) -> dict[str, np.ndarray]:

@@ -62,7 +62,14 @@ class ConvBlock(nn.Module):
 
 
 class EmotionEncoder(nn.Module):
-    """Ee: log-mel (B, n_mels, T), pitch (B, 2, T) [+ lengths (B,)] → frame features F (B, dim, T), zero on padding.
+    """Ee: log-mel (B, n_mels, T), pitch (B, 2, T) [+ lengths (B,), anchor (B, n_mels + 1)] → frame
+    features F (B, dim, T), zero on padding.
+
+    anchor: the speaker's neutral voice (engine.anchor.neutral_anchor); the input is read moved by
+    (anchor - centre), as the average training speaker would say it, so what Ee learns is the
+    emotion's move from the speaker's own neutral voice rather than the voice. centre (n_mels + 1,)
+    is the training speakers' mean anchor, set by the trainer (training.loop) and kept in the
+    weights; without an anchor the input is read as it is.
 
     pitch rows: natural-log F0 (held through unvoiced frames) and voicing in [0, 1], as the
     generator outputs them (training/models/generator.py frame_pitch): in Stage II Ee reads
@@ -83,12 +90,24 @@ class EmotionEncoder(nn.Module):
         self.inp = nn.Conv1d(n_mels + 2, channels, kernel_size, padding=kernel_size // 2)
         self.blocks = nn.ModuleList(ConvBlock(channels, kernel_size, 2**i) for i in range(n_layers))
         self.proj = nn.Conv1d(channels, dim, 1)
+        self.register_buffer("centre", torch.zeros(n_mels + 1))
 
-    def forward(self, mel: torch.Tensor, pitch: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """mel: (B, n_mels, T), pitch: (B, 2, T) float32, lengths: (B,) valid frames or None (all) → F: (B, dim, T)."""
+    def forward(self, mel: torch.Tensor, pitch: torch.Tensor, lengths: torch.Tensor | None = None,
+                anchor: torch.Tensor | None = None) -> torch.Tensor:
+        """mel: (B, n_mels, T), pitch: (B, 2, T) float32, lengths: (B,) valid frames or None (all),
+        anchor: (B, n_mels + 1) or None → F: (B, dim, T)."""
+        if anchor is not None:
+            mel, pitch = self.anchored(mel, pitch, anchor)
         mask = frame_mask(lengths, mel)
         frames = with_pitch(self.lifter(mel), pitch)
         x = self.inp(frames * mask)
         for block in self.blocks:
             x = block(x, mask)
         return self.proj(x) * mask
+
+    def anchored(self, mel: torch.Tensor, pitch: torch.Tensor, anchor: torch.Tensor):
+        """(mel, pitch) moved by (anchor - centre): the log-mel by its spectrum rows, the log-F0 row by its last."""
+        shift = anchor - self.centre
+        n = mel.shape[1]
+        lf0 = pitch[:, :1] - shift[:, n:, None]
+        return mel - shift[:, :n, None], torch.cat([lf0, pitch[:, 1:]], dim=1)

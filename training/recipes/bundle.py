@@ -5,7 +5,8 @@
 Registers, with the model's own emotion encoder, `neutral` and per emotion NAME and NAME-mild,
 each the mean embedding of one test-split utterance (never trained on) of every speaker the
 model trained on (the manifest's; speaker 0011 where it records none): the first Neutral one,
-the strongest and the mildest of the emotion by ground-truth strength. One speaker's
+the strongest and the mildest of the emotion by ground-truth strength, each read from its
+speaker's neutral voice (the anchor of that speaker's Neutral reference). One speaker's
 reference carries its speaker along: on the model shipped at commit d3331a1, 0011's Angry
 reference raised other speakers' log-mel level by 0.14 nepers, the mean over eight speakers'
 by 0.64. Writes three neutral sample inputs:
@@ -40,7 +41,7 @@ UNSEEN_VOICE = FestivalSpeaker("upc_ca_ona_hts")
 
 
 def _references(corpus: Path, speakers: list[str]) -> dict[str, list[Path]]:
-    """Bank name → reference wavs: one test-split utterance of each speaker."""
+    """Bank name → reference wavs: one test-split utterance of each speaker, in `speakers`' order."""
     with open(corpus / "metadata.csv") as f:
         strength = {r["utt_id"]: float(r["strength"]) for r in csv.DictReader(f)}
     refs: dict[str, list[Path]] = {}
@@ -65,8 +66,10 @@ def bundle(corpus: Path, model_dir: Path) -> None:
     manifest = load_manifest(model_dir)
     encoder = EmotionEncoder(Sessions(model_dir, manifest, cfg.runtime, quiet=True), manifest)
     bank = EmotionBank(model_dir / "bank.json")
-    for name, paths in _references(corpus, manifest.training_speakers or [SEEN_SPEAKER]).items():
-        bank.register(name, paths, encoder, overwrite=True)
+    refs = _references(corpus, manifest.training_speakers or [SEEN_SPEAKER])
+    voices = [(encoder.voice(load_audio(p)), "its speaker's neutral test utterance") for p in refs["neutral"]]
+    for name, paths in refs.items():
+        bank.register(name, paths, encoder, overwrite=True, voices=None if name == "neutral" else voices)
     samples = model_dir / "samples"
     refs = scan(corpus, speakers=[SEEN_SPEAKER], emotions=["Neutral"], splits=["test"])
     save_audio(samples / "seen_speaker.wav", load_audio(refs[-1].path))
