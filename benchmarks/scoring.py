@@ -152,10 +152,11 @@ def score_task(task: Task) -> Result:
     if task.degrade:
         audio["clean_source"] = audio["source"]
         audio["source"] = degraded(audio["source"], trial.source.utt_id)
-    if task.sweep and trial.neutral is not None:
+    if trial.neutral is not None:
         audio["neutral"] = _load(trial.neutral)
     fixed = _fixed(w, trial, audio, task.systems)
-    outputs = {name: w.systems[name](audio["source"], audio["reference"], audio["target"]) for name in task.systems}
+    outputs = {name: w.systems[name](audio["source"], audio["reference"], audio["target"], audio.get("neutral"))
+               for name in task.systems}
     rows = {name: measure(w, out, trial, fixed, task.mos, "target" if name in RENDERS_TARGET else "reference")
             for name, out in outputs.items()}
     sweep = _sweep(w, trial, audio, task.systems) if task.sweep else []

@@ -1,4 +1,4 @@
-"""The rows of a quality table: systems (source, reference, target) audio (N,) float32 -> converted (N',).
+"""The rows of a quality table: systems (source, reference, target, neutral) audio (N,) float32 -> converted (N',).
 
 * references (floors; they are given the target): the oracle, the target through WORLD
   analysis/synthesis; copy synthesis, the target's own features through the model's
@@ -22,22 +22,23 @@ from benchmarks.baselines import prosody_transplant, world_resynthesis, zero_eff
 
 SYSTEMS_VERSION = 1
 """Bump when the oracle or a baseline changes: their rows are cached (they depend on the corpus only)."""
-System = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-"""(source, reference, target) -> converted. Real systems never look at the target; references and a
-test's perfect stand-in do."""
+System = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+"""(source, reference, target, neutral) -> converted. Real systems never look at the target; references
+and a test's perfect stand-in do. neutral: a Neutral utterance of the reference's speaker (their neutral
+voice, as a user registers it beside their emotions), or None when the corpus has none."""
 ORACLE = "oracle (WORLD resynthesis)"
 COPY_SYNTHESIS = "copy synthesis"
 
 
-def _zero_effort(source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _zero_effort(source: np.ndarray, reference: np.ndarray, target: np.ndarray, neutral=None) -> np.ndarray:
     return zero_effort(source, reference)
 
 
-def _prosody_transplant(source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _prosody_transplant(source: np.ndarray, reference: np.ndarray, target: np.ndarray, neutral=None) -> np.ndarray:
     return prosody_transplant(source, reference)
 
 
-def _oracle(source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _oracle(source: np.ndarray, reference: np.ndarray, target: np.ndarray, neutral=None) -> np.ndarray:
     return world_resynthesis(target)
 
 
@@ -49,8 +50,10 @@ RENDERS_TARGET = frozenset({ORACLE, COPY_SYNTHESIS})
 
 
 class EngineSystem:
-    """The model as the engine runs it: reference -> EmotionEncoder embedding, then the streaming
-    pipeline over the source from a reset state (engine.cli_files.convert_array)."""
+    """The model as the engine runs it: reference -> EmotionEncoder embedding, read from the speaker's
+    neutral voice (the anchor of the trial's neutral utterance, as the bank's neutral entry anchors
+    the emotions registered beside it), then the streaming pipeline over the source from a reset
+    state (engine.cli_files.convert_array)."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -77,16 +80,19 @@ class EngineSystem:
         converter.reset()
         return convert_array(converter, source).copy()
 
-    def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray,
+                 neutral: np.ndarray | None = None) -> np.ndarray:
         _, encoder = self.load()
-        return self._convert(source, encoder.encode(reference).embedding)
+        anchor = None if neutral is None else encoder.voice(neutral)
+        return self._convert(source, encoder.encode(reference, anchor).embedding)
 
     def sweep(self, source: np.ndarray, reference: np.ndarray, neutral: np.ndarray,
               strengths: tuple[float, ...]) -> list[np.ndarray]:
         """The source converted at each strength s: embedding e_n + s (e_ref - e_n), e_n the encoding of
         a Neutral utterance of the speaker (the strength knob of engine.pipeline.set_emotion)."""
         _, encoder = self.load()
-        e_ref, e_neutral = encoder.encode(reference).embedding, encoder.encode(neutral).embedding
+        anchor = encoder.voice(neutral)
+        e_ref, e_neutral = (encoder.encode(x, anchor).embedding for x in (reference, neutral))
         return [self._convert(source, (e_neutral + s * (e_ref - e_neutral)).astype(np.float32)) for s in strengths]
 
 
@@ -107,7 +113,7 @@ class CopySynthesis:
 
         return load_manifest(self.model_dir).spec
 
-    def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray, neutral=None) -> np.ndarray:
         from engine.resynth import copy_synthesis
         from training.data.analysis import pitch_targets
 

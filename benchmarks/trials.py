@@ -5,7 +5,9 @@ For each Neutral source sentence of the split and each target emotion:
     source     the Neutral utterance                          (converted)
     reference  another sentence, target emotion, same speaker  (what the model is given)
     target     the same sentence as the source, target emotion (scoring only)
-    neutral    the reference's sentence said Neutral           (origin of the strength sweep)
+    neutral    the reference's sentence said Neutral           (the speaker's neutral voice: the model
+                                                               reads the reference from it; origin of
+                                                               the strength sweep)
 
 and which speakers the model trained on, read from its manifest, never guessed.
 """

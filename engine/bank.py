@@ -5,10 +5,17 @@
                            "probabilities": {"Neutral": 0.01, ...}, "strength": 0.83,
                            "duration_s": 3.2, "voiced_s": 2.4, "source": "/abs/ref.wav",
                            "sha256": "...", "registered": "2026-11-02T10:00:00+00:00",
-                           "model": "<sha256 of emotion_encoder.onnx>"}}}
+                           "model": "<sha256 of emotion_encoder.onnx>",
+                           "voice": [...n_mels + 1 floats], "read_from": "the neutral entry"}}}
 
 An entry registered from several references (`evc register NAME A.wav B.wav ...`) holds
 their mean embedding; its "source" lists them, separated by SOURCE_SEPARATOR.
+
+The encoder reads a reference from its speaker's neutral voice (engine.anchor): `voice` is the
+anchor of the entry's own audio, and `read_from` says which voice its references were read from:
+their own for the entry named 'neutral', else the neutral utterances given with them (--neutral),
+else the bank's neutral entry's voice, else the training speakers' average voice. Register the
+speaker's neutral voice first (evc register neutral NEUTRAL.wav) and the emotions after it.
 
 `model` identifies the emotion encoder that made the embedding: the embedding space
 is the encoder's, and the generator was trained against that frozen encoder, so an
@@ -35,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.anchor import neutral_anchor
 from engine.audio import is_silent, load_audio, voiced_seconds
 from engine.errors import EVCError
 from engine.features import log_mel_offline
@@ -79,11 +87,14 @@ class BankEntry:
     sha256: str
     registered: str
     model: str
+    voice: np.ndarray | None = field(default=None, repr=False)
+    read_from: str = ""
 
     def to_json(self) -> dict:
         data = asdict(self)
         del data["name"]
         data["embedding"] = [float(v) for v in self.embedding]
+        data["voice"] = None if self.voice is None else [float(v) for v in self.voice]
         return data
 
     @classmethod
@@ -97,7 +108,17 @@ class BankEntry:
                    strength=float(data["strength"]), duration_s=float(data["duration_s"]),
                    voiced_s=float(data["voiced_s"]), source=str(data["source"]),
                    sha256=str(data["sha256"]), registered=str(data["registered"]),
-                   model=str(data["model"]))
+                   model=str(data["model"]), voice=_voice(data.get("voice")), read_from=str(data.get("read_from", "")))
+
+
+def _voice(data) -> np.ndarray | None:
+    """An entry's stored voice anchor, None when absent (banks written before anchors)."""
+    if data is None:
+        return None
+    voice = np.asarray(data, np.float32)
+    if voice.ndim != 1 or not np.isfinite(voice).all():
+        raise ValueError("voice must be a list of finite numbers")
+    return voice
 
 
 def check_entry(entry: BankEntry, manifest: Manifest) -> None:
@@ -124,17 +145,30 @@ class Encoding:
 
 
 class EmotionEncoder:
-    """emotion_encoder.onnx of a model: log-mel (1, n_mels, T), pitch (1, 2, T) -> embedding, probs, strength, cue."""
+    """emotion_encoder.onnx of a model: log-mel (1, n_mels, T), pitch (1, 2, T), anchor (1, n_mels + 1)
+    -> embedding, probs, strength, cue. A model exported before anchors takes no anchor."""
 
     def __init__(self, sessions, manifest: Manifest):
         self.session = sessions["emotion_encoder"]
         self.manifest = manifest
         self.model = model_id(manifest)
 
-    def encode(self, audio: np.ndarray) -> Encoding:
-        """Encode a whole utterance (N,) float32 at the model's rate, offline (non-causal)."""
+    def voice(self, audio: np.ndarray) -> np.ndarray | None:
+        """(n_mels + 1,) the anchor of a neutral utterance (N,) (engine.anchor); None when it has no
+        voiced frame or the model takes no anchor."""
+        if self.manifest.anchor_centre is None:
+            return None
+        spec = self.manifest.spec
+        return neutral_anchor([log_mel_offline(audio, spec)], [reference_pitch(audio, spec)])
+
+    def encode(self, audio: np.ndarray, anchor: np.ndarray | None = None) -> Encoding:
+        """Encode a whole utterance (N,) float32 at the model's rate, offline (non-causal), read from
+        the speaker's neutral voice `anchor` (n_mels + 1,) (None: the training speakers' average)."""
         spec = self.manifest.spec
         feeds = {"mel": log_mel_offline(audio, spec)[None], "pitch": reference_pitch(audio, spec)[None]}
+        centre = self.manifest.anchor_centre
+        if centre is not None:
+            feeds["anchor"] = np.asarray(centre if anchor is None else anchor, np.float32).reshape(1, -1)
         embedding, probs, strength = self.session.run(["embedding", "probs", "strength"], feeds)
         embedding = np.asarray(embedding, np.float32).reshape(-1)
         if not np.isfinite(embedding).all():
@@ -176,13 +210,15 @@ class EmotionBank:
         return max(candidates, key=lambda e: (e.probabilities.get(NEUTRAL, 0.0), e.name))
 
     def register(self, name: str, wav_paths: str | Path | Sequence[str | Path], encoder: EmotionEncoder,
-                 overwrite: bool = False) -> BankEntry:
+                 overwrite: bool = False, voices: Sequence[tuple[np.ndarray | None, str]] | None = None) -> BankEntry:
         """Encode the whole reference (or each of several references) once and store it under `name`.
 
         Several references are stored as their mean embedding (probabilities and strength averaged,
         durations summed): a reference carries some of its speaker along with its emotion, and the
-        mean over several speakers' references keeps the emotion. Refuses a silent reference, one
-        with less than MIN_VOICED_S of voiced audio, and an existing name unless overwrite.
+        mean over several speakers' references keeps the emotion. Each reference is read from a
+        neutral voice: voices[i] (anchor, what it is) when given, else the module docstring's rule.
+        Refuses a silent reference, one with less than MIN_VOICED_S of voiced audio, and an existing
+        name unless overwrite.
         """
         name = valid_name(name)
         entries = self._read()
@@ -191,10 +227,20 @@ class EmotionBank:
         paths = [wav_paths] if isinstance(wav_paths, (str, Path)) else list(wav_paths)
         if not paths:
             raise EVCError(f"'{name}': no reference given")
-        entry = _mean_entry([_encode_reference(name, Path(p), encoder) for p in paths])
+        default = None if name == NEUTRAL.lower() else self._neutral_voice(entries)
+        voices = list(voices) if voices is not None else [default] * len(paths)
+        entry = _mean_entry([_encode_reference(name, Path(p), encoder, v) for p, v in zip(paths, voices, strict=True)])
         entries[name] = entry
         self._write(entries)
         return entry
+
+    @staticmethod
+    def _neutral_voice(entries: dict[str, BankEntry]) -> tuple[np.ndarray, str] | None:
+        """(voice, description) of the entry named 'neutral', None without one (or without a voice)."""
+        entry = entries.get(NEUTRAL.lower())
+        if entry is None or entry.voice is None:
+            return None
+        return entry.voice, "the bank's neutral entry"
 
     def remove(self, name: str) -> BankEntry:
         """Delete `name` from the bank; returns what was removed."""
@@ -276,11 +322,19 @@ def _mean_entry(entries: list[BankEntry]) -> BankEntry:
         strength=float(np.mean([e.strength for e in entries])),
         duration_s=round(sum(e.duration_s for e in entries), 3), voiced_s=round(sum(e.voiced_s for e in entries), 3),
         source=SOURCE_SEPARATOR.join(e.source for e in entries),
+        voice=_mean_voice([e.voice for e in entries]), read_from="; ".join(sorted({e.read_from for e in entries})),
         sha256=hashlib.sha256("".join(e.sha256 for e in entries).encode()).hexdigest())
 
 
-def _encode_reference(name: str, path: Path, encoder: EmotionEncoder) -> BankEntry:
-    """Load, check and encode the reference at path into an entry named `name`."""
+def _mean_voice(voices: list[np.ndarray | None]) -> np.ndarray | None:
+    known = [v for v in voices if v is not None]
+    return np.mean(known, axis=0).astype(np.float32) if known else None
+
+
+def _encode_reference(name: str, path: Path, encoder: EmotionEncoder,
+                      voice: tuple[np.ndarray | None, str] | None) -> BankEntry:
+    """Load, check and encode the reference at path into an entry named `name`, read from `voice`
+    (anchor, what it is); None: from its own voice for the neutral entry, else the average voice."""
     sr = encoder.manifest.spec.sample_rate
     audio = load_audio(path, sr)
     if is_silent(audio):
@@ -289,10 +343,16 @@ def _encode_reference(name: str, path: Path, encoder: EmotionEncoder) -> BankEnt
     if voiced < MIN_VOICED_S:
         raise EVCError(f"reference {path} has {voiced:.2f} s of voiced audio, at least {MIN_VOICED_S:g} s "
                        "is needed: use a longer utterance")
-    enc = encoder.encode(audio)
+    own = encoder.voice(audio)
+    anchor, read_from = voice or ((own, "its own voice") if name == NEUTRAL.lower()
+                                  else (None, "the training speakers' average voice"))
+    if encoder.manifest.anchor_centre is None:
+        anchor, read_from = None, "itself (this model's encoder takes no neutral voice)"
+    enc = encoder.encode(audio, anchor)
     return BankEntry(
         name=name, embedding=enc.embedding, category=enc.category, probabilities=enc.probabilities,
         strength=enc.strength, duration_s=round(audio.size / sr, 3), voiced_s=round(voiced, 3),
         source=str(path.resolve()), sha256=sha256_file(path),
-        registered=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=encoder.model)
+        registered=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=encoder.model,
+        voice=own, read_from=read_from)
 

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("reference", nargs="+",
                    help="reference recording(s) (WAV/FLAC/OGG/MP3) carrying the emotion; several are averaged")
     p.add_argument("--overwrite", action="store_true", help="replace an existing entry of that name")
+    p.add_argument("--neutral", default=None, metavar="NEUTRAL.wav",
+                   help="a neutral utterance of the references' speaker to read them from (default: the bank's "
+                        "'neutral' entry; register it first)")
     p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("bank", help="list, show or remove emotion bank entries")
@@ -73,8 +76,16 @@ def cmd_register(args: argparse.Namespace) -> int:
     valid_name(args.name)
     manifest = load_for_config(cfg)
     encoder = EmotionEncoder(Sessions(cfg.model_dir, manifest, cfg.runtime, quiet=True), manifest)
-    entry = _bank(cfg).register(args.name, args.reference, encoder, overwrite=args.overwrite)
-    print(f"registered '{entry.name}' in {cfg.bank_path}: {_summary(entry)}")
+    voices = None
+    if args.neutral is not None:
+        from engine.audio import load_audio
+
+        voice = encoder.voice(load_audio(args.neutral, manifest.spec.sample_rate))
+        if voice is None and manifest.anchor_centre is not None:
+            raise EVCError(f"--neutral {args.neutral}: no voiced speech to take the speaker's neutral voice from")
+        voices = [(voice, f"--neutral {args.neutral}")] * len(args.reference)
+    entry = _bank(cfg).register(args.name, args.reference, encoder, overwrite=args.overwrite, voices=voices)
+    print(f"registered '{entry.name}' in {cfg.bank_path}: {_summary(entry)}; read from {entry.read_from}")
     return 0
 
 
@@ -122,13 +133,15 @@ def cmd_bank_show(args: argparse.Namespace) -> int:
 
     entry = _bank(_config(args)).get(args.name)
     data = entry.to_json()
-    emb = data.pop("embedding")
+    emb, voice = data.pop("embedding"), data.pop("voice")
     print(f"name: {entry.name}")
     for key, value in data.items():
         if key == "probabilities":
             value = ", ".join(f"{k} {v:.3f}" for k, v in value.items())
         print(f"{key}: {value}")
     print(f"embedding: {len(emb)} values, L2 norm {float(np.linalg.norm(emb)):.4f}")
+    if voice is not None:
+        print(f"voice: mean log-mel {float(np.mean(voice[:-1])):.2f}, F0 {float(np.exp(voice[-1])):.0f} Hz")
     return 0
 
 

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from engine.config import EngineConfig
 from engine.errors import ModelError
 from engine.signal import SignalSpec
@@ -83,6 +85,14 @@ class Manifest:
                                    state=graph.state or self.state, algorithmic_latency_ms=latency)
 
     @property
+    def anchor_centre(self) -> np.ndarray | None:
+        """(n_mels + 1,) float32 the training speakers' mean neutral voice (engine.anchor): the anchor of
+        a reference read as it is; None for an emotion encoder that takes no anchor (exported before)."""
+        if not any(t.name == "anchor" for t in self.graphs["emotion_encoder"].inputs):
+            return None
+        return np.asarray(self.raw["anchor_centre"], np.float32)
+
+    @property
     def training_speakers(self) -> list[str] | None:
         """The speakers the model trained on, as export recorded them; None when unrecorded."""
         speakers = (self.raw.get("training") or {}).get("speakers")
@@ -111,6 +121,9 @@ def parse_manifest(raw: dict, where: str = "manifest.json") -> Manifest:
                   for name, g in raw["graphs"].items()}
         if "step" not in graphs or "emotion_encoder" not in graphs:
             raise ModelError(f"{where}: needs graphs 'step' and 'emotion_encoder'")
+        n_anchor = int(raw["signal"]["n_mels"]) + 1
+        if any(t.name == "anchor" for t in graphs["emotion_encoder"].inputs) and len(raw["anchor_centre"]) != n_anchor:
+            raise ModelError(f"{where}: anchor_centre has {len(raw['anchor_centre'])} values, expected {n_anchor}")
         return Manifest(
             spec=SignalSpec(**raw["signal"]), embedding_dim=int(raw["embedding_dim"]),
             emotions=tuple(raw["emotions"]), algorithmic_latency_ms=float(raw["algorithmic_latency_ms"]),

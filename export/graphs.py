@@ -90,9 +90,10 @@ class VocoderGraph(nn.Module):
 class EmotionEncoderGraph(nn.Module):
     """A whole reference utterance → what the emotion bank stores.
 
-    ``forward(mel (1, n_mels, T), pitch (1, 2, T)) -> (embedding (1, D), probs (1, K), strength (1,), cue (1, T))``:
-    pitch rows: natural-log F0 (held) and voicing; probs is the softmax of Rc's logits; T
-    is dynamic in the exported graph.
+    ``forward(mel (1, n_mels, T), pitch (1, 2, T), anchor (1, n_mels + 1)) -> (embedding (1, D), probs (1, K),
+    strength (1,), cue (1, T))``: pitch rows: natural-log F0 (held) and voicing; anchor: the
+    speaker's neutral voice (engine.anchor; the manifest's anchor_centre reads the reference as it
+    is); probs is the softmax of Rc's logits; T is dynamic in the exported graph.
     """
 
     OUTPUTS = ("embedding", "probs", "strength", "cue")
@@ -102,9 +103,10 @@ class EmotionEncoderGraph(nn.Module):
         self.emotion_encoder = emotion_encoder
         self.recognition = recognition
 
-    def forward(self, mel: Tensor, pitch: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """mel: (1, n_mels, T), pitch: (1, 2, T) -> embedding (1, D), probs (1, K), strength (1,), cue (1, T)."""
-        out = self.recognition(self.emotion_encoder(mel, pitch))
+    def forward(self, mel: Tensor, pitch: Tensor, anchor: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """mel: (1, n_mels, T), pitch: (1, 2, T), anchor: (1, n_mels + 1) -> embedding (1, D), probs (1, K),
+        strength (1,), cue (1, T)."""
+        out = self.recognition(self.emotion_encoder(mel, pitch, anchor=anchor))
         return out.embedding, torch.softmax(out.logits, dim=-1), out.strength, out.cue
 
     def output_shapes(self) -> dict[str, list]:

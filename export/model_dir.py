@@ -152,7 +152,9 @@ def _manifest(networks: Networks, spec: SignalSpec, streams: dict, models: dict,
             graphs[name]["state"] = _state(streams[name])
     return {
         "format": FORMAT, "signal": spec.to_dict(), "embedding_dim": networks.emotion_encoder.dim,
-        "emotions": _emotions(networks), "algorithmic_latency_ms": spec.algorithmic_latency_ms,
+        "emotions": _emotions(networks),
+        "anchor_centre": [float(v) for v in networks.emotion_encoder.centre],
+        "algorithmic_latency_ms": spec.algorithmic_latency_ms,
         "latency": {"block_ms": spec.block_ms, "lookahead_ms": 1000.0 * spec.lookahead_frames / spec.frame_rate,
                     "vocoder_overlap_ms": 0.0,
                     "why": "content encoder, generator and vocoder are causal with no lookahead, the pitch "

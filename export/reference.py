@@ -59,9 +59,11 @@ def convert_mel(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tenso
 
 
 @torch.no_grad()
-def embed_mel(emotion_encoder: nn.Module, recognition: nn.Module, mel: Tensor, pitch: Tensor) -> Tensor:
-    """mel: (1, n_mels, T), pitch: (1, 2, T) -> the cue-pooled emotion embedding (1, D)."""
-    return recognition(emotion_encoder(mel, pitch)).embedding
+def embed_mel(emotion_encoder: nn.Module, recognition: nn.Module, mel: Tensor, pitch: Tensor,
+              anchor: Tensor | None = None) -> Tensor:
+    """mel: (1, n_mels, T), pitch: (1, 2, T), anchor: (1, n_mels + 1) the speaker's neutral voice or None
+    (read as it is) -> the cue-pooled emotion embedding (1, D)."""
+    return recognition(emotion_encoder(mel, pitch, anchor=anchor)).embedding
 
 
 def render_offline(stage2_ckpt_path: str | Path, vocoder_ckpt_path: str | Path, audio: np.ndarray,
@@ -76,8 +78,11 @@ def render_offline(stage2_ckpt_path: str | Path, vocoder_ckpt_path: str | Path, 
     return convert_mel(networks, mel, source_pitch(audio, networks.spec), emb)[0].numpy()
 
 
-def reference_embedding(stage2_ckpt_path: str | Path, audio: np.ndarray) -> np.ndarray:
-    """audio: (N,) float32 16 kHz reference utterance -> emotion embedding (D,) float32."""
+def reference_embedding(stage2_ckpt_path: str | Path, audio: np.ndarray,
+                        anchor: np.ndarray | None = None) -> np.ndarray:
+    """audio: (N,) float32 16 kHz reference utterance, anchor: (n_mels + 1,) its speaker's neutral voice
+    or None -> emotion embedding (D,) float32."""
     part = load_part(stage2_ckpt_path, "stage2")
     mel, pitch = log_mel(audio, part.spec), ref_pitch(audio, part.spec)
-    return embed_mel(part.models["emotion_encoder"], part.models["recognition"], mel, pitch)[0].numpy()
+    a = None if anchor is None else torch.as_tensor(anchor, dtype=torch.float32)[None]
+    return embed_mel(part.models["emotion_encoder"], part.models["recognition"], mel, pitch, a)[0].numpy()

@@ -91,10 +91,11 @@ def export_vocoder(graph: VocoderGraph, spec: SignalSpec, path: Path, opset: int
 
 def export_emotion_encoder(graph: EmotionEncoderGraph, spec: SignalSpec, path: Path,
                            opset: int = DEFAULT_OPSET, example_frames: int = 50) -> onnx.ModelProto:
-    """Write the emotion encoder: mel (1, n_mels, T), pitch (1, 2, T) -> embedding, probs, strength,
-    cue (1, T); T dynamic."""
+    """Write the emotion encoder: mel (1, n_mels, T), pitch (1, 2, T), anchor (1, n_mels + 1) -> embedding,
+    probs, strength, cue (1, T); T dynamic."""
     mel = torch.randn(1, spec.n_mels, example_frames)
-    model = _export(graph, (mel, _example_pitch(example_frames, 2)), path, opset, ["mel", "pitch"],
+    anchor = graph.emotion_encoder.centre[None].clone()
+    model = _export(graph, (mel, _example_pitch(example_frames, 2), anchor), path, opset, ["mel", "pitch", "anchor"],
                     list(graph.OUTPUTS), dynamic_axes={"mel": {2: "T"}, "pitch": {2: "T"}, "cue": {1: "T"}})
     _pin_output_shapes(model, graph.output_shapes())
     onnx.checker.check_model(model, full_check=True)

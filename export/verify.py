@@ -26,6 +26,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor
 
+from engine.anchor import neutral_anchor
 from engine.errors import ModelError
 from engine.manifest import NEXT_SUFFIX, STEP_OUTPUT
 from export.graphs import EmotionEncoderGraph, StepGraph, VocoderGraph
@@ -168,20 +169,22 @@ def verify_stream(offline: dict[str, np.ndarray], graph: torch.nn.Module, path: 
 
 
 @torch.no_grad()
-def verify_emotion_encoder(graph: EmotionEncoderGraph, path: Path, references: list[tuple[Tensor, Tensor]]) -> dict:
-    """Max abs error per output (embedding, probs, strength, cue) over references (mel, pitch) of several lengths.
+def verify_emotion_encoder(graph: EmotionEncoderGraph, path: Path,
+                           references: list[tuple[Tensor, Tensor, Tensor]]) -> dict:
+    """Max abs error per output (embedding, probs, strength, cue) over references (mel, pitch, anchor)
+    of several lengths.
 
     One session serves every length: this is what proves T dynamic.
     """
     session = cpu_session(path)
     errors = dict.fromkeys(graph.OUTPUTS, 0.0)
-    for mel, pitch in references:
-        got = session.run(list(graph.OUTPUTS), {"mel": mel.numpy(), "pitch": pitch.numpy()})
-        for name, a, b in zip(graph.OUTPUTS, got, graph(mel, pitch)):
+    for mel, pitch, anchor in references:
+        got = session.run(list(graph.OUTPUTS), {"mel": mel.numpy(), "pitch": pitch.numpy(), "anchor": anchor.numpy()})
+        for name, a, b in zip(graph.OUTPUTS, got, graph(mel, pitch, anchor)):
             if a.shape != tuple(b.shape):
                 raise ParityError(f"emotion_encoder.onnx: {name} has shape {a.shape}, PyTorch {tuple(b.shape)}")
             errors[name] = max(errors[name], _max_err(a, b.numpy()))
-    errors["lengths"] = [int(m.shape[-1]) for m, _ in references]
+    errors["lengths"] = [int(m.shape[-1]) for m, _, _ in references]
     return errors
 
 
@@ -221,12 +224,13 @@ def verify_export(networks: Networks, step: tuple[StepGraph, Path], encoder: tup
     with torch.no_grad():
         voc_offline = {"audio": networks.vocoder(cut(p.mel), cut(p.pitch)).reshape(-1).numpy()}
     short = max(1, p.mel.shape[-1] * 2 // 5)
+    anchor = torch.from_numpy(neutral_anchor([p.mel[0].numpy()], [p.pitch[0].numpy()]))[None]
     return {"audio_seconds": round(audio.size / networks.spec.sample_rate, 3), "tolerance": TOLERANCE,
             "spectral_tolerance_db": SPECTRAL_TOLERANCE_DB, "ragged_tail": "dropped (whole blocks only)",
             "step": verify_step(networks, step, block, p),
             "vocoder": verify_stream(voc_offline, *vocoder, {"mel": p.mel, "pitch": p.pitch}, {}, block)[0],
-            "emotion_encoder": verify_emotion_encoder(*encoder, [(p.mel, p.pitch),
-                                                                 (p.mel[..., :short], p.pitch[..., :short])])}
+            "emotion_encoder": verify_emotion_encoder(*encoder, [(p.mel, p.pitch, anchor),
+                                                                 (p.mel[..., :short], p.pitch[..., :short], anchor)])}
 
 
 def verify_step(networks: Networks, step: tuple[StepGraph, Path], block: int, p: Probe) -> dict:

@@ -64,7 +64,7 @@ def toy_cfg(tmp_path_factory):
 def _systems(toy_cfg) -> dict:
     return {systems.ORACLE: systems.CORPUS_ONLY[systems.ORACLE],
             systems.COPY_SYNTHESIS: systems.CopySynthesis(toy_cfg.model_dir), **systems.BASELINES,
-            PERFECT: lambda source, reference, target: target, TOY: systems.EngineSystem(toy_cfg)}
+            PERFECT: lambda source, reference, target, neutral: target, TOY: systems.EngineSystem(toy_cfg)}
 
 
 def _run(corpus, cache_dir, toy_cfg, **options):
@@ -156,6 +156,22 @@ def test_the_sweep_reads_the_model_at_every_setting(scored):
     assert list(s["mean_reading"]) == [str(v) for v in SWEEP_STRENGTHS]
     assert all(0.0 <= v <= 1.0 for v in s["mean_reading"].values())
     assert np.isnan(s["spearman"]) or -1.0 <= s["spearman"] <= 1.0
+
+
+def test_the_model_reads_the_reference_from_the_trials_neutral_voice(toy_cfg):
+    """The toy encoder subtracts (anchor - centre)[:8] from its embedding, and its step graph adds the
+    embedding's sum to every sample: the trial's neutral utterance, as the anchor, moves every output
+    sample by minus the sum of its voice's first 8 offsets from the centre (without it, by nothing)."""
+    from support.audio import speech_like
+
+    model = systems.EngineSystem(toy_cfg)
+    source, reference = speech_like(1.0, seed=1), speech_like(1.0, seed=2)
+    _, encoder = model.load()
+    neutral = speech_like(1.0, seed=3)
+    voice = encoder.voice(neutral)
+    plain, anchored = model(source, reference, None), model(source, reference, None, neutral)
+    np.testing.assert_allclose(anchored - plain, -(voice - encoder.manifest.anchor_centre)[:8].sum(), atol=1e-3)
+    assert abs(float(np.mean(anchored - plain))) > 1.0
 
 
 def test_sweep_summary_finds_a_monotonic_knob_and_a_flat_one():

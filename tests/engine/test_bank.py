@@ -195,6 +195,64 @@ def test_neutral_prefers_the_entry_named_neutral(bank, encoder, ref):
     assert bank.neutral().name == "neutral"
 
 
+def _shift(encoder, voice):
+    """What the toy encoder subtracts from its embedding for a reference read from `voice`."""
+    return (voice - encoder.manifest.anchor_centre)[:DIM]
+
+
+def test_emotions_are_read_from_the_neutral_entrys_voice(bank, encoder, tmp_path):
+    quiet, loud = (reference_wav(tmp_path / f"{n}.wav", seed=k, gain=g) for k, (n, g) in
+                   enumerate([("neutral", 0.2), ("angry", 1.0)]))
+    before = bank.register("early", loud, encoder)  # no neutral voice yet: the training speakers' average
+    neutral = bank.register("neutral", quiet, encoder)
+    angry = bank.register("angry", loud, encoder)
+    assert before.read_from == "the training speakers' average voice"
+    assert neutral.read_from == "its own voice" and angry.read_from == "the bank's neutral entry"
+    voice = encoder.voice(load_audio(quiet, 16000))
+    np.testing.assert_allclose(neutral.voice, voice)
+    pooled = log_mel_offline(load_audio(loud, 16000), encoder.manifest.spec)[:DIM].mean(axis=1)
+    np.testing.assert_allclose(before.embedding, pooled, rtol=1e-5)
+    np.testing.assert_allclose(angry.embedding, pooled - _shift(encoder, voice), rtol=1e-5, atol=1e-5)
+    assert np.abs(angry.embedding - before.embedding).min() > 0.5  # a 14 dB quieter voice moves every value
+    assert EmotionBank(bank.path).get("angry").to_json() == angry.to_json()
+
+
+def test_given_voices_override_the_rule(bank, encoder, tmp_path):
+    refs = [reference_wav(tmp_path / f"r{k}.wav", seed=k) for k in range(2)]
+    voices = [(np.full(81, -4.0, np.float32), "speaker A's neutral"), (None, "the average voice")]
+    entry = bank.register("angry", refs, encoder, voices=voices)
+    pooled = [log_mel_offline(load_audio(r, 16000), encoder.manifest.spec)[:DIM].mean(axis=1) for r in refs]
+    expected = np.mean([pooled[0] - _shift(encoder, voices[0][0]), pooled[1]], axis=0)
+    np.testing.assert_allclose(entry.embedding, expected, rtol=1e-5, atol=1e-5)
+    assert entry.read_from == "speaker A's neutral; the average voice"
+
+
+def test_a_model_without_anchors_reads_references_as_they_are(tmp_path):
+    from support.toy_model import write_toy_model
+
+    model = write_toy_model(tmp_path / "old", anchored=False)
+    manifest = load_manifest(model)
+    old = EmotionEncoder(Sessions(model, manifest, toy_config(tmp_path).runtime, quiet=True), manifest)
+    bank = EmotionBank(tmp_path / "bank.json")
+    ref = reference_wav(tmp_path / "ref.wav")
+    bank.register("neutral", reference_wav(tmp_path / "n.wav", seed=3, gain=0.2), old)
+    entry = bank.register("angry", ref, old)
+    pooled = log_mel_offline(load_audio(ref, 16000), manifest.spec)[:DIM].mean(axis=1)
+    np.testing.assert_allclose(entry.embedding, pooled, rtol=1e-5)
+    assert manifest.anchor_centre is None and entry.voice is None and "takes no neutral voice" in entry.read_from
+
+
+def test_a_bank_written_before_anchors_still_loads(bank, encoder, ref):
+    bank.register("angry", ref, encoder)
+    raw = json.loads(bank.path.read_text())
+    for entry in raw["entries"].values():
+        del entry["voice"], entry["read_from"]
+    bank.path.write_text(json.dumps(raw))
+    old = bank.get("angry")
+    assert old.voice is None and old.read_from == ""
+    assert bank.register("calm", ref, encoder).read_from == "the training speakers' average voice"
+
+
 _WRITER = textwrap.dedent("""
     import json, os, sys, time
     from engine.bank import EmotionBank

@@ -10,15 +10,18 @@ import pytest
 import soundfile as sf
 import yaml
 
+from engine.anchor import neutral_anchor
 from engine.audio import load_audio
 from engine.bank import EmotionBank
 from engine.cli import main
 from engine.cli_files import convert_array
 from engine.features import log_mel_offline
 from engine.pipeline import StreamingConverter
+from engine.pitch import reference_pitch
+from engine.signal import SignalSpec
 from support.audio import speech_like
 from support.toy_engine import reference_wav, toy_config, toy_config_file, write_wav
-from support.toy_model import toy_reference
+from support.toy_model import toy_centre, toy_reference
 
 
 @pytest.fixture
@@ -66,6 +69,26 @@ def test_register_list_show_remove(cfg_file, tmp_path, capsys):
     assert "removed 'angry'" in capsys.readouterr().out
     assert main(["--config", str(cfg_file), "bank", "list"]) == 0
     assert "no entries" in capsys.readouterr().out
+
+
+def test_register_reads_references_from_a_given_neutral_utterance(cfg_file, tmp_path, capsys):
+    ref = reference_wav(tmp_path / "ref.wav")
+    quiet = reference_wav(tmp_path / "quiet.wav", seed=4, gain=0.1)
+    assert main(["--config", str(cfg_file), "register", "plain", str(ref)]) == 0
+    assert "read from the training speakers' average voice" in capsys.readouterr().out
+    assert main(["--config", str(cfg_file), "register", "angry", str(ref), "--neutral", str(quiet)]) == 0
+    assert f"read from --neutral {quiet}" in capsys.readouterr().out
+    bank, spec = EmotionBank(tmp_path / "bank.json"), SignalSpec()
+    quiet_audio = load_audio(quiet, 16000)
+    voice = neutral_anchor([log_mel_offline(quiet_audio, spec)], [reference_pitch(quiet_audio, spec)])
+    shift = (voice - toy_centre(spec))[:8]  # what the toy encoder subtracts for a reference read from `voice`
+    assert np.abs(shift).max() > 0.5
+    np.testing.assert_allclose(bank.get("plain").embedding - bank.get("angry").embedding, shift, atol=1e-4)
+    assert main(["--config", str(cfg_file), "bank", "show", "plain"]) == 0
+    assert "voice: mean log-mel" in capsys.readouterr().out
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(16000, np.float32))
+    assert main(["--config", str(cfg_file), "register", "sad", str(ref), "--neutral", str(silent)]) == 1
+    assert "no voiced speech" in _error_line(capsys)
 
 
 def test_register_several_references_and_a_missing_one(cfg_file, tmp_path, capsys):

@@ -203,19 +203,24 @@ def test_optimisation_levels_agree(block, exported, feeds):
 
 
 def test_emotion_encoder_matches_pytorch_at_two_lengths_in_one_session(exported, networks, speech):
-    model_dir, _ = exported(2)
+    model_dir, manifest = exported(2)
     session = cpu_session(model_dir / "emotion_encoder.onnx")
     graph = EmotionEncoderGraph(networks.emotion_encoder, networks.recognition)
+    centre = networks.emotion_encoder.centre
+    assert load_manifest(model_dir).anchor_centre.tolist() == centre.tolist()
+    voice = (centre + torch.linspace(-1.0, 1.0, centre.numel()))[None]  # a speaker far from the average
     for seconds in (3.05, 1.23):
         audio = speech[: int(seconds * 16000)]
         mel, pitch = log_mel(audio, networks.spec), ref_pitch(audio, networks.spec)
-        got = session.run(list(graph.OUTPUTS), {"mel": mel.numpy(), "pitch": pitch.numpy()})
+        got = session.run(list(graph.OUTPUTS), {"mel": mel.numpy(), "pitch": pitch.numpy(), "anchor": voice.numpy()})
         with torch.no_grad():
-            want = [t.numpy() for t in graph(mel, pitch)]
+            want = [t.numpy() for t in graph(mel, pitch, voice)]
+            average = graph(mel, pitch, centre[None])[0].numpy()
         T = mel.shape[-1]
         assert [g.shape for g in got] == [(1, 16), (1, 5), (1,), (1, T)]
         for g, w in zip(got, want):
             assert np.abs(g - w).max() < TOL
+        assert np.abs(got[0] - average).max() > 100 * TOL  # the anchor reaches the embedding
         assert got[1].sum() == pytest.approx(1.0, abs=1e-5) and got[3].sum() == pytest.approx(1.0, abs=1e-5)
         assert 0.0 <= got[2][0] <= 1.0
 
@@ -223,9 +228,10 @@ def test_emotion_encoder_matches_pytorch_at_two_lengths_in_one_session(exported,
 def test_reference_embedding_is_the_encoder_graph_embedding(exported, checkpoints, speech):
     model_dir, _ = exported(2)
     spec = load_manifest(model_dir).spec
-    feeds = {"mel": log_mel(speech, spec).numpy(), "pitch": ref_pitch(speech, spec).numpy()}
+    voice = load_manifest(model_dir).anchor_centre + 0.5
+    feeds = {"mel": log_mel(speech, spec).numpy(), "pitch": ref_pitch(speech, spec).numpy(), "anchor": voice[None]}
     (onnx_emb,) = cpu_session(model_dir / "emotion_encoder.onnx").run(["embedding"], feeds)
-    emb = reference_embedding(checkpoints["stage2"], speech)
+    emb = reference_embedding(checkpoints["stage2"], speech, voice)
     assert emb.shape == (16,) and emb.dtype == np.float32
     assert np.abs(emb - onnx_emb[0]).max() < TOL
 
@@ -363,7 +369,7 @@ def test_graphs_pass_the_checker_and_hold_no_training_ops(exported):
         assert training_ops(model) == []
         assert not {n.op_type for n in model.graph.node} & {"Dropout", "BatchNormalization"}
     encoder = load_manifest(model_dir).graphs["emotion_encoder"]
-    assert [t.shape for t in encoder.inputs] == [(1, N_MELS, "T"), (1, 2, "T")]
+    assert [t.shape for t in encoder.inputs] == [(1, N_MELS, "T"), (1, 2, "T"), (1, N_MELS + 1)]
     assert [t.shape for t in encoder.outputs] == [(1, 16), (1, 5), (1,), (1, "T")]
 
 

@@ -5,7 +5,9 @@ compute in numpy:  audio[f] = mean_mels(mel[:, f]) + sum(emotion) + mean(state),
 repeated over the frame's hop samples; the new state is the last 3 mel frames. Its inputs
 are the real step graph's (engine.manifest.STEP_INPUTS): the pitch block (1, 4, N) is
 declared, so the engine binds and feeds it, but the formula ignores it. The encoder graph
-likewise takes the reference pitch (1, 2, T) and ignores it.
+likewise takes the reference pitch (1, 2, T) and ignores it; it reads the reference from its
+anchor (1, n_mels + 1) as the real one does, by subtracting (anchor - TOY_CENTRE)'s first `dim`
+values from its embedding (anchored=False: an encoder exported before anchors, no such input).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from engine.pitch import N_FEATURES
 from engine.signal import EMOTIONS, SignalSpec
 
 STATE_FRAMES = 3
+TOY_CENTRE_LEVEL, TOY_CENTRE_LF0 = -5.0, 5.0
+"""The toy manifest's anchor_centre: every band at this log-mel level, and this log-F0."""
 
 
 def _step_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
@@ -55,14 +59,20 @@ def _step_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _encoder_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
-    """embedding = mean over time of the first `dim` mel bins; probs uniform; strength 0.5."""
+def toy_centre(spec: SignalSpec) -> np.ndarray:
+    return np.array([TOY_CENTRE_LEVEL] * spec.n_mels + [TOY_CENTRE_LF0], np.float32)
+
+
+def _encoder_graph(spec: SignalSpec, dim: int, anchored: bool) -> onnx.ModelProto:
+    """embedding = mean over time of the first `dim` mel bins (less the anchor's first `dim` values
+    less the centre's); probs uniform; strength 0.5."""
     f = TensorProto.FLOAT
     c = helper.make_tensor
     k = len(EMOTIONS)
+    pooled = "pooled" if anchored else "embedding"
     nodes = [
         helper.make_node("Slice", ["mel", "s0", "s1", "sax"], ["head"]),
-        helper.make_node("ReduceMean", ["head"], ["embedding"], axes=[2], keepdims=0),
+        helper.make_node("ReduceMean", ["head"], [pooled], axes=[2], keepdims=0),
         helper.make_node("Identity", ["probs_c"], ["probs"]),
         helper.make_node("Identity", ["strength_c"], ["strength"]),
         helper.make_node("ReduceMean", ["mel"], ["cue_raw"], axes=[1], keepdims=0),
@@ -71,9 +81,16 @@ def _encoder_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
     inits = [c("s0", TensorProto.INT64, [1], [0]), c("s1", TensorProto.INT64, [1], [dim]),
              c("sax", TensorProto.INT64, [1], [1]), c("probs_c", f, [1, k], [1.0 / k] * k),
              c("strength_c", f, [1], [0.5])]
+    inputs = [helper.make_tensor_value_info("mel", f, [1, spec.n_mels, "T"]),
+              helper.make_tensor_value_info("pitch", f, [1, 2, "T"])]
+    if anchored:
+        nodes += [helper.make_node("Sub", ["anchor", "centre"], ["shift"]),
+                  helper.make_node("Slice", ["shift", "s0", "s1", "sax"], ["shift_head"]),
+                  helper.make_node("Sub", [pooled, "shift_head"], ["embedding"])]
+        inits.append(c("centre", f, [1, spec.n_mels + 1], toy_centre(spec).tolist()))
+        inputs.append(helper.make_tensor_value_info("anchor", f, [1, spec.n_mels + 1]))
     graph = helper.make_graph(
-        nodes, "toy_encoder", [helper.make_tensor_value_info("mel", f, [1, spec.n_mels, "T"]),
-                               helper.make_tensor_value_info("pitch", f, [1, 2, "T"])],
+        nodes, "toy_encoder", inputs,
         [helper.make_tensor_value_info("embedding", f, [1, dim]), helper.make_tensor_value_info("probs", f, [1, k]),
          helper.make_tensor_value_info("strength", f, [1]), helper.make_tensor_value_info("cue", f, [1, "T"])],
         inits)
@@ -87,12 +104,12 @@ def _io(model: onnx.ModelProto) -> tuple[list, list]:
     return [info(v) for v in model.graph.input], [info(v) for v in model.graph.output]
 
 
-def write_toy_model(out: Path, spec: SignalSpec | None = None, dim: int = 8) -> Path:
+def write_toy_model(out: Path, spec: SignalSpec | None = None, dim: int = 8, anchored: bool = True) -> Path:
     """Write step.onnx, emotion_encoder.onnx and manifest.json into `out`; returns out."""
     spec = spec or SignalSpec()
     out.mkdir(parents=True, exist_ok=True)
     graphs = {}
-    for name, model in (("step", _step_graph(spec, dim)), ("emotion_encoder", _encoder_graph(spec, dim))):
+    for name, model in (("step", _step_graph(spec, dim)), ("emotion_encoder", _encoder_graph(spec, dim, anchored))):
         onnx.save(model, out / f"{name}.onnx")
         inputs, outputs = _io(model)
         graphs[name] = {"file": f"{name}.onnx", "sha256": sha256_file(out / f"{name}.onnx"),
@@ -103,6 +120,8 @@ def write_toy_model(out: Path, spec: SignalSpec | None = None, dim: int = 8) -> 
         "state": [{"name": "state", "shape": [1, spec.n_mels, STATE_FRAMES], "dtype": "float32"}],
         "opset": 17,
     }
+    if anchored:
+        manifest["anchor_centre"] = toy_centre(spec).tolist()
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
 
