@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from engine.errors import ConfigError
 from engine.signal import SignalSpec
@@ -12,8 +13,17 @@ from training.config import CONFIG_DIR, config_from_dict, load_train_config
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def test_the_three_configs_ship():
-    assert SHIPPED == ["bundled", "default", "tiny"]
+def test_the_four_configs_ship():
+    assert SHIPPED == ["bundled", "bundled_anchor", "default", "tiny"]
+
+
+def test_the_anchored_continuation_is_the_bundled_recipe_but_for_its_stage1_length_rate_and_seed():
+    bundled, anchor = (yaml.safe_load((CONFIG_DIR / f"{n}.yaml").read_text()) for n in ("bundled", "bundled_anchor"))
+    stage1 = anchor["stages"]["stage1"]
+    assert (stage1["steps"], stage1["lr"], anchor["seed"]) == (1500, 0.0005, 4321)
+    for cfg in (bundled, anchor):
+        del cfg["seed"], cfg["stages"]["stage1"]["steps"], cfg["stages"]["stage1"]["lr"]
+    assert anchor == bundled
 
 
 @pytest.mark.parametrize("name", SHIPPED)
