@@ -31,11 +31,18 @@ def active_mean(mel: np.ndarray) -> np.ndarray | None:
     return mel[:, level >= level.max() - ACTIVE_NEPERS].mean(axis=1)
 
 
+def neutral_spectrum(mels: list[np.ndarray]) -> np.ndarray | None:
+    """(n_mels,) mean over utterances of the active_mean of their log-mels (n_mels, T); None without
+    an active frame."""
+    spectra = [m for m in (active_mean(np.asarray(x)) for x in mels) if m is not None]
+    return np.mean(spectra, axis=0) if spectra else None
+
+
 def neutral_anchor(mels: list[np.ndarray], pitches: list[np.ndarray]) -> np.ndarray | None:
     """(n_mels + 1,) float32 anchor of neutral utterances: log-mels (n_mels, T) and the encoder's
     pitch rows (2, T) (held natural-log F0, voicing); None without an active frame or a voiced one."""
-    spectra = [m for m in (active_mean(np.asarray(x)) for x in mels) if m is not None]
+    spectrum = neutral_spectrum(mels)
     voiced = np.concatenate([np.asarray(p)[0][np.asarray(p)[1] > 0.5] for p in pitches] or [np.zeros(0)])
-    if not spectra or voiced.size == 0:
+    if spectrum is None or voiced.size == 0:
         return None
-    return np.concatenate([np.mean(spectra, axis=0), [voiced.mean()]]).astype(np.float32)
+    return np.concatenate([spectrum, [voiced.mean()]]).astype(np.float32)

@@ -88,7 +88,7 @@ class Manifest:
     def anchor_centre(self) -> np.ndarray | None:
         """(n_mels + 1,) float32 the training speakers' mean neutral voice (engine.anchor): the anchor of
         a reference read as it is; None for an emotion encoder that takes no anchor (exported before)."""
-        if not any(t.name == "anchor" for t in self.graphs["emotion_encoder"].inputs):
+        if not _takes_anchor(self.graphs["emotion_encoder"]):
             return None
         return np.asarray(self.raw["anchor_centre"], np.float32)
 
@@ -111,6 +111,11 @@ def _tensors(items) -> tuple[TensorInfo, ...]:
     return tuple(TensorInfo(t["name"], tuple(t["shape"]), t.get("dtype", "float32")) for t in items)
 
 
+def _takes_anchor(graph: GraphInfo) -> bool:
+    """Whether an emotion encoder graph reads references from a neutral voice (an `anchor` input)."""
+    return any(t.name == "anchor" for t in graph.inputs)
+
+
 def parse_manifest(raw: dict, where: str = "manifest.json") -> Manifest:
     """Manifest from its JSON mapping; ModelError naming the first missing/bad field."""
     try:
@@ -122,7 +127,7 @@ def parse_manifest(raw: dict, where: str = "manifest.json") -> Manifest:
         if "step" not in graphs or "emotion_encoder" not in graphs:
             raise ModelError(f"{where}: needs graphs 'step' and 'emotion_encoder'")
         n_anchor = int(raw["signal"]["n_mels"]) + 1
-        if any(t.name == "anchor" for t in graphs["emotion_encoder"].inputs) and len(raw["anchor_centre"]) != n_anchor:
+        if _takes_anchor(graphs["emotion_encoder"]) and len(raw["anchor_centre"]) != n_anchor:
             raise ModelError(f"{where}: anchor_centre has {len(raw['anchor_centre'])} values, expected {n_anchor}")
         return Manifest(
             spec=SignalSpec(**raw["signal"]), embedding_dim=int(raw["embedding_dim"]),

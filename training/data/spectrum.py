@@ -24,18 +24,19 @@ from collections import defaultdict
 
 import numpy as np
 
-from engine.anchor import active_mean
+from engine.anchor import active_mean, neutral_spectrum
 from training.models.frames import spectral_basis
 
 
 def neutral_spectra(mels: list[np.ndarray], speakers: list[str], neutral: list[bool]) -> dict[str, np.ndarray]:
-    """speaker -> (n_mels,) mean of active_mean over their Neutral utterances."""
+    """speaker -> (n_mels,) mean of active_mean over their Neutral utterances (engine.anchor.neutral_spectrum:
+    the spectrum of the emotion encoder's anchor)."""
     pooled = defaultdict(list)
     for mel, s, is_neutral in zip(mels, speakers, neutral):
-        mean = active_mean(mel) if is_neutral else None
-        if mean is not None:
-            pooled[s].append(mean)
-    return {s: np.mean(v, axis=0) for s, v in pooled.items()}
+        if is_neutral:
+            pooled[s].append(mel)
+    spectra = {s: neutral_spectrum(v) for s, v in pooled.items()}
+    return {s: v for s, v in spectra.items() if v is not None}
 
 
 def spectral_offset(mel: np.ndarray, neutral: np.ndarray | None) -> np.ndarray:
