@@ -10,21 +10,24 @@ import torch
 from torch import Tensor, nn
 
 from training.models.generator import frame_pitch
+from training.models.prosody import ProsodyMove
 from training.models.streaming import StreamingModule, split_state
 
-STATE_PREFIXES = {"content_encoder": "ec_", "generator": "gen_", "vocoder": "voc_"}
+STATE_PREFIXES = {"content_encoder": "ec_", "generator": "gen_", "prosody": "pm_", "vocoder": "voc_"}
 
 
 class StepGraph(nn.Module):
-    """One streaming block through content encoder → generator → vocoder.
+    """One streaming block through content encoder → generator → prosody move → vocoder.
 
-    ``forward(mel (1, n_mels, N), pitch (1, 4, N), emotion (1, D), *state)
+    ``forward(mel (1, n_mels, N), pitch (1, 4, N), emotion (1, D), prosody (1, MOVE_SIZE), *state)
     -> (audio (1, N * hop), frames (1, n_mels + 2, N), *new_state)``: pitch is the engine
-    tracker's features (engine/pitch.py); frames the generator's output (liftered log-mel,
-    log-F0, voicing logit), which export checks for parity exactly, the audio's excitation
-    phase being an integral of the F0 that accumulates rounding (export/verify.py); state in
-    the order of ``state_names()``: the encoder's, the generator's, the vocoder's, each
-    prefixed (``ec_``, ``gen_``, ``voc_``) so the names are unique in the graph.
+    tracker's features (engine/pitch.py); prosody the reference's measured move
+    (training.models.prosody; zeros: the generator's own); frames the generator's output
+    (liftered log-mel, log-F0, voicing logit) so moved, which export checks for parity exactly,
+    the audio's excitation phase being an integral of the F0 that accumulates rounding
+    (export/verify.py); state in the order of ``state_names()``: the encoder's, the
+    generator's, the move's, the vocoder's, each prefixed (``ec_``, ``gen_``, ``pm_``,
+    ``voc_``) so the names are unique in the graph.
     """
 
     OUTPUTS = ("audio", "frames")
@@ -34,6 +37,7 @@ class StepGraph(nn.Module):
         super().__init__()
         self.content_encoder = content_encoder
         self.generator = generator
+        self.prosody = ProsodyMove(generator.n_mels)
         self.vocoder = vocoder
 
     @property
@@ -49,14 +53,17 @@ class StepGraph(nn.Module):
     def init_state(self) -> list[Tensor]:
         return [torch.zeros(s) for s in self.state_shapes()]
 
-    def forward(self, mel: Tensor, pitch: Tensor, emotion: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        """mel: (1, n_mels, N), pitch: (1, 4, N), emotion: (1, D), state... -> (audio (1, N * hop), new state...)."""
-        s_ec, s_gen, s_voc = split_state(list(state), [m for _, m in self.parts])
+    def forward(self, mel: Tensor, pitch: Tensor, emotion: Tensor, prosody: Tensor,
+                *state: Tensor) -> tuple[Tensor, ...]:
+        """mel: (1, n_mels, N), pitch: (1, 4, N), emotion: (1, D), prosody: (1, MOVE_SIZE), state...
+        -> (audio (1, N * hop), frames (1, n_mels + 2, N), new state...)."""
+        s_ec, s_gen, s_pm, s_voc = split_state(list(state), [m for _, m in self.parts])
         content, s_ec = self.content_encoder.step(mel, s_ec)
         frames, s_gen = self.generator.step(content, pitch, emotion, s_gen, mel)
+        frames, s_pm = self.prosody.step(frames, pitch, mel, prosody, s_pm)
         n_mels = self.generator.n_mels
         audio, s_voc = self.vocoder.step(frames[:, :n_mels], frame_pitch(frames, n_mels), s_voc)
-        return audio.reshape(1, -1), frames, *s_ec, *s_gen, *s_voc
+        return audio.reshape(1, -1), frames, *s_ec, *s_gen, *s_pm, *s_voc
 
 
 class VocoderGraph(nn.Module):

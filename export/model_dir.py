@@ -128,7 +128,7 @@ def _variants(networks: Networks, spec: SignalSpec, step: StepGraph, tmp: Path, 
     p = probe(networks, probe_audio(3.0, spec.sample_rate))
     shapes = dict(zip(step.state_names(), step.state_shapes()))
     return build_variants(names, tmp / STEP_FILE, shapes, {"mel": p.mel.numpy(), "pitch": p.pitch_in.numpy()},
-                          {"emotion": p.embedding.numpy()}, spec.block_frames)
+                          {k: v.numpy() for k, v in p.constants.items()}, spec.block_frames)
 
 
 def _emotions(networks: Networks) -> list[str]:

@@ -19,6 +19,7 @@ from engine.signal import SignalSpec
 from export.load import Networks, load_networks, load_part
 from training.features import LogMel
 from training.models.generator import frame_pitch
+from training.models.prosody import ProsodyMove
 
 
 def log_mel(audio: np.ndarray, spec: SignalSpec) -> Tensor:
@@ -46,10 +47,13 @@ def render_frames(networks: Networks, frames: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def convert_frames(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tensor) -> Tensor:
-    """mel: (1, n_mels, T), pitch: (1, 4, T), embedding: (1, D) -> the generator's frames
-    (1, n_mels + 2, T), offline (whole sequence)."""
-    return networks.generator(networks.content_encoder(mel), pitch, embedding, mel)
+def convert_frames(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tensor,
+                   move: Tensor | None = None) -> Tensor:
+    """mel: (1, n_mels, T), pitch: (1, 4, T), embedding: (1, D), move: (1, MOVE_SIZE) the prosody move
+    or None (the generator's own) -> the generator's frames (1, n_mels + 2, T) so moved, offline
+    (whole sequence)."""
+    frames = networks.generator(networks.content_encoder(mel), pitch, embedding, mel)
+    return frames if move is None else ProsodyMove(networks.generator.n_mels)(frames, pitch, mel, move)
 
 
 @torch.no_grad()
@@ -67,15 +71,17 @@ def embed_mel(emotion_encoder: nn.Module, recognition: nn.Module, mel: Tensor, p
 
 
 def render_offline(stage2_ckpt_path: str | Path, vocoder_ckpt_path: str | Path, audio: np.ndarray,
-                   embedding: np.ndarray) -> np.ndarray:
-    """audio: (N,) float32 16 kHz, embedding: (D,) -> converted audio (N - N % hop,) float32.
+                   embedding: np.ndarray, move: np.ndarray | None = None) -> np.ndarray:
+    """audio: (N,) float32 16 kHz, embedding: (D,), move: (MOVE_SIZE,) the prosody move or None ->
+    converted audio (N - N % hop,) float32.
 
     Samples of a trailing partial hop end no frame (causal framing) and are not rendered.
     """
     networks = load_networks(stage2_ckpt_path, vocoder_ckpt_path)
     mel = log_mel(audio, networks.spec)
     emb = torch.as_tensor(embedding, dtype=torch.float32).reshape(1, -1)
-    return convert_mel(networks, mel, source_pitch(audio, networks.spec), emb)[0].numpy()
+    m = None if move is None else torch.as_tensor(move, dtype=torch.float32).reshape(1, -1)
+    return render_frames(networks, convert_frames(networks, mel, source_pitch(audio, networks.spec), emb, m))[0].numpy()
 
 
 def reference_embedding(stage2_ckpt_path: str | Path, audio: np.ndarray,

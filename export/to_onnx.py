@@ -15,8 +15,9 @@ import torch
 from onnx import TensorProto
 
 from engine.errors import ModelError
-from engine.manifest import FRAMES_OUTPUT, NEXT_SUFFIX, STEP_INPUTS, STEP_OUTPUT, VOCODER_INPUTS
+from engine.manifest import FRAMES_OUTPUT, NEXT_SUFFIX, PROSODY_INPUT, STEP_INPUTS, STEP_OUTPUT, VOCODER_INPUTS
 from engine.pitch import N_FEATURES
+from engine.prosody import MOVE_SIZE
 from engine.signal import SignalSpec
 from export.graphs import EmotionEncoderGraph, StepGraph, VocoderGraph
 
@@ -75,11 +76,12 @@ def _stream_export(graph, frame_args: tuple, constants: tuple, inputs: tuple[str
 
 def export_step(graph: StepGraph, spec: SignalSpec, embedding_dim: int, path: Path,
                 opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Write the step graph: (mel (1, n_mels, N), pitch (1, 4, N), emotion (1, D), state...)
-    -> (audio (1, N*hop), frames (1, n_mels + 2, N), state_next...)."""
+    """Write the step graph: (mel (1, n_mels, N), pitch (1, 4, N), emotion (1, D), prosody (1, MOVE_SIZE),
+    state...) -> (audio (1, N*hop), frames (1, n_mels + 2, N), state_next...)."""
     n = spec.block_frames
     return _stream_export(graph, (torch.zeros(1, spec.n_mels, n), _example_pitch(n, N_FEATURES)),
-                          (torch.zeros(1, embedding_dim),), STEP_INPUTS, (STEP_OUTPUT, FRAMES_OUTPUT), path, opset)
+                          (torch.zeros(1, embedding_dim), torch.zeros(1, MOVE_SIZE)), (*STEP_INPUTS, PROSODY_INPUT),
+                          (STEP_OUTPUT, FRAMES_OUTPUT), path, opset)
 
 
 def export_vocoder(graph: VocoderGraph, spec: SignalSpec, path: Path, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:

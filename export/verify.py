@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from engine.anchor import neutral_anchor
 from engine.errors import ModelError
-from engine.manifest import NEXT_SUFFIX, STEP_OUTPUT
+from engine.manifest import NEXT_SUFFIX, PROSODY_INPUT, STEP_OUTPUT
 from export.graphs import EmotionEncoderGraph, StepGraph, VocoderGraph
 from export.load import Networks
 from export.reference import convert_frames, embed_mel, log_mel, ref_pitch, render_frames, source_pitch
@@ -191,12 +191,23 @@ def verify_emotion_encoder(graph: EmotionEncoderGraph, path: Path,
 @dataclass(frozen=True)
 class Probe:
     """What every check feeds the graphs: log-mel (1, n_mels, T), the engine tracker's pitch
-    (1, 4, T), the reference pitch (1, 2, T) and the utterance's own embedding (1, D)."""
+    (1, 4, T), the reference pitch (1, 2, T), the utterance's own embedding (1, D) and a prosody
+    move (1, MOVE_SIZE) that changes every frame (PROBE_MOVE)."""
 
     mel: Tensor
     pitch_in: Tensor
     pitch: Tensor
     embedding: Tensor
+    move: Tensor = field(default_factory=lambda: torch.tensor([PROBE_MOVE]))
+
+    @property
+    def constants(self) -> dict[str, Tensor]:
+        """The step graph's per-stream inputs: emotion (1, D), prosody (1, MOVE_SIZE)."""
+        return {"emotion": self.embedding, PROSODY_INPUT: self.move}
+
+
+PROBE_MOVE = (1.0, 0.2, 0.3, 1.0, -0.5)
+"""Pitch and level imposed in full, 0.2 up in log-F0 with the spread x1.35, 0.5 nepers quieter."""
 
 
 def probe(networks: Networks, audio: np.ndarray) -> Probe:
@@ -238,10 +249,9 @@ def verify_step(networks: Networks, step: tuple[StepGraph, Path], block: int, p:
     cut = lambda x: whole_blocks(x, block)  # noqa: E731
     pitch = cut(p.pitch_in)
     with torch.no_grad():
-        frames = convert_frames(networks, cut(p.mel), pitch, p.embedding)
+        frames = convert_frames(networks, cut(p.mel), pitch, p.embedding, p.move)
         offline = {"audio": render_frames(networks, frames)[0].numpy(), "frames": frames[0].numpy()}
-    errors, onnx_out = verify_stream(offline, *step, {"mel": p.mel, "pitch": p.pitch_in}, {"emotion": p.embedding},
-                                     block)
+    errors, onnx_out = verify_stream(offline, *step, {"mel": p.mel, "pitch": p.pitch_in}, p.constants, block)
     with torch.no_grad():
         onnx_frames = torch.from_numpy(onnx_out["frames"])[None]
         of_frames = render_frames(networks, onnx_frames)[0].numpy()

@@ -24,6 +24,7 @@ from engine.features import log_mel_offline
 from engine.manifest import (
     FRAMES_OUTPUT,
     NEXT_SUFFIX,
+    PROSODY_INPUT,
     STEP_INPUTS,
     STEP_OUTPUT,
     VOCODER_INPUTS,
@@ -31,15 +32,31 @@ from engine.manifest import (
     sha256_file,
 )
 from engine.pitch import reference_pitch
+from engine.prosody import MOVE_SIZE
 from engine.resynth import CopySynthesis, copy_synthesis
 from engine.runtime import Sessions, StepRunner
 from engine.signal import SignalSpec
 from export.graphs import EmotionEncoderGraph, StepGraph
 from export.load import load_networks
 from export.model_dir import export_model
-from export.reference import log_mel, ref_pitch, reference_embedding, render_frames, render_offline, source_pitch
+from export.reference import (
+    convert_frames,
+    log_mel,
+    ref_pitch,
+    reference_embedding,
+    render_frames,
+    render_offline,
+    source_pitch,
+)
 from export.to_onnx import training_ops
-from export.verify import SPECTRAL_TOLERANCE_DB, cpu_session, log_spectral_distance_db, stream_onnx, stream_torch
+from export.verify import (
+    PROBE_MOVE,
+    SPECTRAL_TOLERANCE_DB,
+    cpu_session,
+    log_spectral_distance_db,
+    stream_onnx,
+    stream_torch,
+)
 from support.audio import speech_like
 from support.tiny_checkpoints import SPEAKERS, write_checkpoint
 from training.checkpoint import load_checkpoint, save_checkpoint
@@ -72,10 +89,11 @@ def embedding(checkpoints) -> np.ndarray:
 @pytest.fixture(scope="module")
 def feeds(networks, speech, embedding) -> tuple[dict, dict]:
     """The step graph's inputs for `speech`: per-frame {mel (1, 80, T), pitch (1, 4, T): the
-    tracker's causal features} and constant {emotion (1, D)}, as torch tensors."""
+    tracker's causal features} and constant {emotion (1, D), prosody (1, 5): export's probe move},
+    as torch tensors."""
     spec = networks.spec
     return ({"mel": log_mel(speech, spec), "pitch": source_pitch(speech, spec)},
-            {"emotion": torch.from_numpy(embedding)[None]})
+            {"emotion": torch.from_numpy(embedding)[None], "prosody": torch.tensor([PROBE_MOVE])})
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +138,9 @@ def test_onnx_stream_equals_torch_stream_equals_offline(block, exported, torch_s
     distance within SPECTRAL_TOLERANCE_DB; see the module docstring)."""
     model_dir, manifest = exported(block)
     onnx_out, torch_out = _stream_onnx(model_dir, manifest, feeds), torch_stream(block)
-    (mel, pitch), (emotion,) = feeds[0].values(), feeds[1].values()
-    with torch.no_grad():
-        offline_frames = networks.generator(networks.content_encoder(mel), pitch, emotion)[0].numpy()
-    offline_audio = render_offline(checkpoints["stage2"], checkpoints["vocoder"], speech, embedding)
+    (mel, pitch), (emotion, move) = feeds[0].values(), feeds[1].values()
+    offline_frames = convert_frames(networks, mel, pitch, emotion, move)[0].numpy()
+    offline_audio = render_offline(checkpoints["stage2"], checkpoints["vocoder"], speech, embedding, move[0].numpy())
     n = _whole(speech.size, block)
     assert onnx_out["frames"].shape == torch_out["frames"].shape == (N_MELS + 2, n)
     assert onnx_out["audio"].shape == torch_out["audio"].shape == (n * HOP,)
@@ -182,11 +199,11 @@ def test_engine_step_runner_reproduces_torch_streaming(block, exported, torch_st
     manifest = load_manifest(model_dir)
     runner = StepRunner(Sessions(model_dir, manifest, RuntimeConfig(providers=("cpu",)), quiet=True), manifest)
     assert set(runner.outputs) == {STEP_OUTPUT, FRAMES_OUTPUT}
-    (mel, pitch), (emotion,) = (d.values() for d in feeds)
+    (mel, pitch), (emotion, move) = (d.values() for d in feeds)
     audio, frames = [], []
     for i in range(0, _whole(mel.shape[-1] * HOP, block), block):
         audio.append(runner.run(mel=mel[0, :, i:i + block].numpy(), pitch=pitch[0, :, i:i + block].numpy(),
-                                emotion=emotion[0].numpy()).copy())
+                                emotion=emotion[0].numpy(), prosody=move[0].numpy()).copy())
         frames.append(runner.outputs[FRAMES_OUTPUT][0].copy())
     frames = np.concatenate(frames, axis=1)
     assert np.abs(frames - torch_stream(block)["frames"]).max() < TOL
@@ -332,11 +349,12 @@ def test_graph_names_and_fixed_shapes_match_the_manifest(block, exported):
     manifest = load_manifest(model_dir)
     model = onnx.load(str(model_dir / "step.onnx"))
     state = [t.name for t in manifest.state]
-    assert [i.name for i in model.graph.input] == [*STEP_INPUTS, *state]
+    assert [i.name for i in model.graph.input] == [*STEP_INPUTS, PROSODY_INPUT, *state]
     assert [o.name for o in model.graph.output] == [STEP_OUTPUT, FRAMES_OUTPUT, *(n + NEXT_SUFFIX for n in state)]
-    assert len(set(state)) == len(state) and all(n.split("_")[0] in ("ec", "gen", "voc") for n in state)
+    assert len(set(state)) == len(state) and all(n.split("_")[0] in ("ec", "gen", "pm", "voc") for n in state)
     declared = {t.name: t.shape for t in (*manifest.step.inputs, *manifest.step.outputs)}
     assert declared["mel"] == (1, N_MELS, block) and declared["emotion"] == (1, 16)
+    assert declared[PROSODY_INPUT] == (1, MOVE_SIZE)
     assert declared["pitch"] == (1, 4, block) and declared[FRAMES_OUTPUT] == (1, N_MELS + 2, block)
     assert declared["audio"] == (1, block * HOP)
     for t in manifest.state:

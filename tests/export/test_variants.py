@@ -11,7 +11,7 @@ import pytest
 
 import export.variants
 from engine.cli import main
-from engine.manifest import STEP_INPUTS, load_manifest, sha256_file
+from engine.manifest import PROSODY_INPUT, STEP_INPUTS, load_manifest, sha256_file
 from export.verify import cpu_session
 
 
@@ -54,7 +54,7 @@ def test_variant_graphs_keep_float32_io_and_the_state_contract(with_variants):
     for v in raw["variants"].values():
         session = cpu_session(model_dir / v["file"])
         inputs = {i.name: (i.type, i.shape) for i in session.get_inputs()}
-        assert list(inputs) == [*STEP_INPUTS, *(s["name"] for s in raw["state"])]
+        assert list(inputs) == [*STEP_INPUTS, PROSODY_INPUT, *(s["name"] for s in raw["state"])]
         assert all(t == "tensor(float)" for t, _ in inputs.values())
         feeds = {n: np.zeros(shape, np.float32) for n, (_, shape) in inputs.items()}
         feeds["pitch"][:] = np.array([1.0, np.log(150.0), np.log(150.0), 0.1], np.float32)[None, :, None]
