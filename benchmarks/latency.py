@@ -28,6 +28,7 @@ from benchmarks.plots import latency_histograms
 from benchmarks.report import machine, machine_line, text_table, write_json
 from benchmarks.signals import probe_speech
 from engine.errors import EVCError
+from engine.prosody import MOVE_SIZE
 
 MIN_BLOCKS = 2000
 """Fewer timed blocks than this leave p99 resting on a handful of samples."""
@@ -72,10 +73,13 @@ def time_blocks(converter, blocks: np.ndarray, warmup: int) -> dict[str, np.ndar
     Calling the frontend and runner directly advances their state a second time per
     block, which changes the audio but not the cost (no data-dependent branches).
     """
-    frontend, pitch, runner, embedding = converter.frontend, converter.pitch, converter.runner, converter.embedding
+    frontend, pitch, runner = converter.frontend, converter.pitch, converter.runner
+    constants = {"emotion": converter.embedding}
+    if converter.takes_prosody:
+        constants["prosody"] = np.zeros(MOVE_SIZE, np.float32)
     for block in blocks[:warmup]:
         converter.process(block)
-        runner.run(mel=frontend.process(block), pitch=pitch.process(block), emotion=embedding)
+        runner.run(mel=frontend.process(block), pitch=pitch.process(block), **constants)
     out = {k: np.empty(len(blocks), np.int64) for k in ("total", "frontend", "step")}
     clock = time.perf_counter_ns
     for i, block in enumerate(blocks):
@@ -84,7 +88,7 @@ def time_blocks(converter, blocks: np.ndarray, warmup: int) -> dict[str, np.ndar
         t1 = clock()
         mel, features = frontend.process(block), pitch.process(block)
         t2 = clock()
-        runner.run(mel=mel, pitch=features, emotion=embedding)
+        runner.run(mel=mel, pitch=features, **constants)
         out["total"][i], out["frontend"][i], out["step"][i] = t1 - t0, t2 - t1, clock() - t2
     return out
 

@@ -6,7 +6,8 @@
                            "duration_s": 3.2, "voiced_s": 2.4, "source": "/abs/ref.wav",
                            "sha256": "...", "registered": "2026-11-02T10:00:00+00:00",
                            "model": "<sha256 of emotion_encoder.onnx>",
-                           "voice": [...n_mels + 1 floats], "read_from": "the neutral entry"}}}
+                           "voice": [...n_mels + 1 floats], "read_from": "the neutral entry",
+                           "prosody": [lf0 mean, lf0 std, level]}}}
 
 An entry registered from several references (`evc register NAME A.wav B.wav ...`) holds
 their mean embedding; its "source" lists them, separated by SOURCE_SEPARATOR.
@@ -16,6 +17,8 @@ anchor of the entry's own audio, and `read_from` says which voice its references
 their own for the entry named 'neutral', else the neutral utterances given with them (--neutral),
 else the bank's neutral entry's voice, else the training speakers' average voice. Register the
 speaker's neutral voice first (evc register neutral NEUTRAL.wav) and the emotions after it.
+`prosody` is the reference's measured pitch and level (engine.prosody): an emotion's move from the
+neutral entry's is imposed on the conversion (engine.pipeline.set_emotion).
 
 `model` identifies the emotion encoder that made the embedding: the embedding space
 is the encoder's, and the generator was trained against that frozen encoder, so an
@@ -48,6 +51,7 @@ from engine.errors import EVCError
 from engine.features import log_mel_offline
 from engine.manifest import Manifest, sha256_file
 from engine.pitch import reference_pitch
+from engine.prosody import prosody_stats
 
 FORMAT = "evc-bank/1"
 MIN_VOICED_S = 1.0
@@ -89,12 +93,14 @@ class BankEntry:
     model: str
     voice: np.ndarray | None = field(default=None, repr=False)
     read_from: str = ""
+    prosody: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         data = asdict(self)
         del data["name"]
         data["embedding"] = [float(v) for v in self.embedding]
         data["voice"] = None if self.voice is None else [float(v) for v in self.voice]
+        data["prosody"] = None if self.prosody is None else [float(v) for v in self.prosody]
         return data
 
     @classmethod
@@ -108,17 +114,22 @@ class BankEntry:
                    strength=float(data["strength"]), duration_s=float(data["duration_s"]),
                    voiced_s=float(data["voiced_s"]), source=str(data["source"]),
                    sha256=str(data["sha256"]), registered=str(data["registered"]),
-                   model=str(data["model"]), voice=_voice(data.get("voice")), read_from=str(data.get("read_from", "")))
+                   model=str(data["model"]), voice=_vector(data.get("voice"), "voice"),
+                   read_from=str(data.get("read_from", "")), prosody=_vector(data.get("prosody"), "prosody", 3))
 
 
-def _voice(data) -> np.ndarray | None:
-    """An entry's stored voice anchor, None when absent (banks written before anchors)."""
+def _vector(data, what: str, size: int | None = None) -> np.ndarray | None:
+    """An entry's stored voice anchor or prosody statistics, None when absent (banks written before them)."""
     if data is None:
         return None
-    voice = np.asarray(data, np.float32)
-    if voice.ndim != 1 or not np.isfinite(voice).all():
-        raise ValueError("voice must be a list of finite numbers")
-    return voice
+    why = f"{what} must be a list of {size or 'some'} finite numbers"
+    try:
+        vector = np.asarray(data, np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(why) from None
+    if vector.ndim != 1 or not np.isfinite(vector).all() or (size is not None and vector.size != size):
+        raise ValueError(why)
+    return vector
 
 
 def check_entry(entry: BankEntry, manifest: Manifest) -> None:
@@ -322,12 +333,13 @@ def _mean_entry(entries: list[BankEntry]) -> BankEntry:
         strength=float(np.mean([e.strength for e in entries])),
         duration_s=round(sum(e.duration_s for e in entries), 3), voiced_s=round(sum(e.voiced_s for e in entries), 3),
         source=SOURCE_SEPARATOR.join(e.source for e in entries),
-        voice=_mean_voice([e.voice for e in entries]), read_from="; ".join(sorted({e.read_from for e in entries})),
+        voice=_mean_known([e.voice for e in entries]), prosody=_mean_known([e.prosody for e in entries]),
+        read_from="; ".join(sorted({e.read_from for e in entries})),
         sha256=hashlib.sha256("".join(e.sha256 for e in entries).encode()).hexdigest())
 
 
-def _mean_voice(voices: list[np.ndarray | None]) -> np.ndarray | None:
-    known = [v for v in voices if v is not None]
+def _mean_known(vectors: list[np.ndarray | None]) -> np.ndarray | None:
+    known = [v for v in vectors if v is not None]
     return np.mean(known, axis=0).astype(np.float32) if known else None
 
 
@@ -354,5 +366,5 @@ def _encode_reference(name: str, path: Path, encoder: EmotionEncoder,
         strength=enc.strength, duration_s=round(audio.size / sr, 3), voiced_s=round(voiced, 3),
         source=str(path.resolve()), sha256=sha256_file(path),
         registered=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=encoder.model,
-        voice=own, read_from=read_from)
+        voice=own, read_from=read_from, prosody=prosody_stats(audio, encoder.manifest.spec))
 

@@ -48,6 +48,8 @@ class RuntimeConfig:
 class BankConfig:
     path: str = "default"
     crossfade_blocks: int = 4
+    pitch_move: float = 1.0
+    level_move: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ _POSITIVE = {
     "audio.callbacks_per_block",
 }
 _NON_NEGATIVE = {"signal.lookahead_frames", "bank.crossfade_blocks"}
+_FRACTION = {"bank.pitch_move", "bank.level_move"}
 
 
 def _describe(tp) -> str:
@@ -170,6 +173,8 @@ def _build(cls, data, prefix: str):
             raise ConfigError(f"{key}: expected a positive integer, got {value}")
         if key in _NON_NEGATIVE and value < 0:
             raise ConfigError(f"{key}: expected an integer >= 0, got {value}")
+        if key in _FRACTION and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{key}: expected a number from 0 to 1, got {value:g}")
         kwargs[name] = value
     return cls(**kwargs)
 

@@ -20,6 +20,9 @@ from engine.signal import SignalSpec
 
 FORMAT = "evc-model/1"
 STEP_INPUTS = ("mel", "pitch", "emotion")
+PROSODY_INPUT = "prosody"
+"""The step graph's optional fourth input, the measured prosody move (1, engine.prosody.MOVE_SIZE);
+models exported before it take none and convert with the generator's own prosody."""
 VOCODER_INPUTS = ("mel", "pitch")
 STEP_OUTPUT = "audio"
 FRAMES_OUTPUT = "frames"
@@ -62,6 +65,11 @@ class Manifest:
     @property
     def step(self) -> GraphInfo:
         return self.graphs["step"]
+
+    @property
+    def takes_prosody(self) -> bool:
+        """Whether the step graph imposes a measured prosody move (PROSODY_INPUT)."""
+        return any(t.name == PROSODY_INPUT for t in self.step.inputs)
 
     @property
     def block_sizes(self) -> tuple[int, ...]:

@@ -2,8 +2,13 @@
 
     block (block_samples,) ─┬─► StreamingLogMel ─► mel (n_mels, block_frames) ─┐
                             └─► StreamingPitch ──► pitch (4, block_frames) ─────┤
-                                                  emotion embedding (D,) ───────┼─► step.onnx ─► audio block
-                                                  (crossfaded between values) ──┘
+                                                  emotion embedding (D,) ───────┤
+                                                  prosody move (5,) ────────────┼─► step.onnx ─► audio block
+                                                  (both crossfaded) ────────────┘
+
+The prosody move is the bank entry's measured pitch and level against the neutral entry's
+(engine.prosody), imposed in the step graph relative to the source's own; a model exported
+before the graph took it is fed nothing and keeps its generator's prosody.
 
 Everything a block touches is allocated in __init__; process() allocates nothing, so
 the live worker and `evc convert` run the very same code at a steady cost. The live
@@ -25,6 +30,7 @@ from engine.errors import EVCError
 from engine.features import StreamingLogMel
 from engine.manifest import load_for_config
 from engine.pitch import StreamingPitch
+from engine.prosody import MOVE_SIZE, prosody_move
 from engine.runtime import Sessions, StepRunner
 
 TIMING_WINDOW = 1024
@@ -86,6 +92,14 @@ class EmbeddingFade:
         np.subtract(self._target, self._start, out=self._delta)
         if self._blocks == 0:
             np.copyto(self.now, self._target)
+
+
+def _finite(values: np.ndarray, size: int, what: str) -> np.ndarray:
+    """values as (size,) float32, or EVCError (one line) when they are not `size` finite numbers."""
+    values = np.asarray(values, np.float32)
+    if values.shape != (size,) or not np.isfinite(values).all():
+        raise EVCError(f"{what}: expected {size} finite values, got shape {values.shape}")
+    return values
 
 
 class DelayLine:
@@ -173,6 +187,8 @@ class StreamingConverter:
         self.emotion_name: str | None = None
         self.strength: float | None = None
         self._fade = EmbeddingFade(self.manifest.embedding_dim)
+        self._move = EmbeddingFade(MOVE_SIZE)
+        self.takes_prosody = self.manifest.takes_prosody
         self._has_embedding = False
         self._dry = DelayLine(self.delay_samples, self.block_samples)
         self._out = np.zeros(self.block_samples, np.float32)
@@ -217,21 +233,23 @@ class StreamingConverter:
         if self._blocks_since_reset == 0:
             self._wet = 0.0 if self._bypass else 1.0
 
-    def set_embedding(self, embedding: np.ndarray, crossfade_blocks: int | None = None) -> None:
-        """Move the emotion embedding (D,) to `embedding` over `crossfade_blocks` blocks.
+    def set_embedding(self, embedding: np.ndarray, crossfade_blocks: int | None = None,
+                      move: np.ndarray | None = None) -> None:
+        """Move the emotion embedding (D,) to `embedding`, and the prosody move to `move` (MOVE_SIZE,)
+        (None: zeros, the generator's own prosody), over `crossfade_blocks` blocks.
 
         Default cfg.bank.crossfade_blocks; 0 switches at the next block. The first
         embedding ever set applies at once: there is nothing to fade from (until then
         blocks use the zero vector).
         """
-        embedding = np.asarray(embedding, np.float32)
-        dim = self.manifest.embedding_dim
-        if embedding.shape != (dim,) or not np.isfinite(embedding).all():
-            raise EVCError(f"embedding: expected {dim} finite values, got shape {embedding.shape}")
+        embedding = _finite(embedding, self.manifest.embedding_dim, "embedding")
+        move = np.zeros(MOVE_SIZE, np.float32) if move is None else _finite(move, MOVE_SIZE, "prosody move")
         blocks = self.cfg.bank.crossfade_blocks if crossfade_blocks is None else int(crossfade_blocks)
         if blocks < 0:
             raise EVCError(f"crossfade_blocks: expected >= 0, got {blocks}")
-        self._fade.set(embedding, blocks if self._has_embedding else 0)
+        blocks = blocks if self._has_embedding else 0
+        self._fade.set(embedding, blocks)
+        self._move.set(move, blocks)
         self._has_embedding = True
 
     def set_emotion(self, name: str, strength: float | None = None, crossfade_blocks: int | None = None) -> None:
@@ -249,8 +267,18 @@ class StreamingConverter:
         embedding = entry.embedding
         if strength is not None:
             embedding = self._scaled(entry.embedding, float(strength))
-        self.set_embedding(embedding, crossfade_blocks)
+        self.set_embedding(embedding, crossfade_blocks, self._prosody(entry, 1.0 if strength is None else strength))
         self.emotion_name, self.strength = entry.name, strength
+
+    def _prosody(self, entry, strength: float) -> np.ndarray:
+        """The measured move of `entry` from the bank's neutral entry at `strength` (zeros without one,
+        or when either was registered before prosody was measured)."""
+        try:
+            neutral = self.bank.neutral()
+        except EVCError:
+            return np.zeros(MOVE_SIZE, np.float32)
+        bank = self.cfg.bank
+        return prosody_move(entry.prosody, neutral.prosody, float(strength), bank.pitch_move, bank.level_move)
 
     def _scaled(self, reference: np.ndarray, strength: float) -> np.ndarray:
         """e_neutral + strength * (reference - e_neutral), (D,) float32."""
@@ -267,6 +295,7 @@ class StreamingConverter:
         self.runner.reset()
         self._dry.reset()
         self._fade.settle()
+        self._move.settle()
         self._wet = 0.0 if self._bypass else 1.0
         self._blocks_since_reset = 0
 
@@ -278,8 +307,12 @@ class StreamingConverter:
         start = time.perf_counter_ns()
         if block.shape != (self.block_samples,):
             raise ValueError(f"block: expected ({self.block_samples},) samples, got {block.shape}")
-        wet = self.runner.run(mel=self.frontend.process(block), pitch=self.pitch.process(block),
-                              emotion=self._fade.next_block())
+        mel, pitch, emotion = self.frontend.process(block), self.pitch.process(block), self._fade.next_block()
+        move = self._move.next_block()
+        if self.takes_prosody:
+            wet = self.runner.run(mel=mel, pitch=pitch, emotion=emotion, prosody=move)
+        else:
+            wet = self.runner.run(mel=mel, pitch=pitch, emotion=emotion)
         self._mix(block, wet)
         self._blocks_since_reset += 1
         self._times.record(time.perf_counter_ns() - start)

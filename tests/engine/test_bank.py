@@ -16,6 +16,7 @@ from engine.bank import FORMAT, SOURCE_SEPARATOR, EmotionBank, EmotionEncoder, c
 from engine.errors import EVCError
 from engine.features import log_mel_offline
 from engine.manifest import load_manifest, sha256_file
+from engine.prosody import prosody_stats
 from engine.runtime import Sessions
 from support.toy_engine import reference_wav, toy_config, write_wav
 
@@ -59,6 +60,7 @@ def test_register_stores_what_the_encoder_says(bank, encoder, ref):
     assert entry.source == str(ref.resolve())
     assert entry.model == model_id(encoder.manifest) == encoder.manifest.graphs["emotion_encoder"].sha256
     assert entry.registered.endswith("+00:00")
+    np.testing.assert_array_equal(entry.prosody, prosody_stats(audio, encoder.manifest.spec))
 
 
 def test_several_references_are_stored_as_their_mean(bank, encoder, tmp_path):
@@ -72,6 +74,7 @@ def test_several_references_are_stored_as_their_mean(bank, encoder, tmp_path):
     assert entry.voiced_s == pytest.approx(sum(e.voiced_s for e in alone), abs=2e-3)
     assert entry.source.split(SOURCE_SEPARATOR) == [str(r.resolve()) for r in refs]
     assert entry.sha256 != alone[0].sha256 and len(entry.sha256) == 64
+    np.testing.assert_allclose(entry.prosody, np.mean([e.prosody for e in alone], axis=0), rtol=1e-6)
     assert EmotionBank(bank.path).get("angry").to_json() == entry.to_json()
 
 
@@ -249,8 +252,26 @@ def test_a_bank_written_before_anchors_still_loads(bank, encoder, ref):
         del entry["voice"], entry["read_from"]
     bank.path.write_text(json.dumps(raw))
     old = bank.get("angry")
-    assert old.voice is None and old.read_from == ""
+    assert old.voice is None and old.read_from == "" and old.prosody is not None
     assert bank.register("calm", ref, encoder).read_from == "the training speakers' average voice"
+
+
+def test_a_bank_written_before_prosody_still_loads(bank, encoder, ref):
+    bank.register("angry", ref, encoder)
+    raw = json.loads(bank.path.read_text())
+    del raw["entries"]["angry"]["prosody"]
+    bank.path.write_text(json.dumps(raw))
+    assert bank.get("angry").prosody is None
+
+
+@pytest.mark.parametrize("prosody", [[1.0, 2.0], [1.0, float("nan"), 2.0], "loud"])
+def test_malformed_prosody_is_reported_as_a_corrupt_bank(bank, encoder, ref, prosody):
+    bank.register("angry", ref, encoder)
+    raw = json.loads(bank.path.read_text())
+    raw["entries"]["angry"]["prosody"] = prosody
+    bank.path.write_text(json.dumps(raw))
+    with pytest.raises(EVCError, match="corrupt.*prosody"):
+        bank.get("angry")
 
 
 _WRITER = textwrap.dedent("""

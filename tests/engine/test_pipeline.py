@@ -316,3 +316,73 @@ def test_model_config_mismatch_is_refused(tmp_path):
     other = toy_config(tmp_path / "other", block_frames=4)
     with pytest.raises(ModelError, match="block_frames"):
         StreamingConverter(dataclasses.replace(cfg, signal=other.signal), quiet=True)
+
+
+@pytest.fixture
+def moving(tmp_path) -> StreamingConverter:
+    """A converter on the toy model whose step graph takes the prosody move."""
+    return StreamingConverter(toy_config(tmp_path, prosody=True), bank=EmotionBank(tmp_path / "bank.json"),
+                              quiet=True)
+
+
+def _fed_move(conv: StreamingConverter) -> np.ndarray:
+    conv.process(np.zeros(conv.block_samples, np.float32))
+    return conv.runner.inputs["prosody"][0].copy()
+
+
+def _moved_entries(conv: StreamingConverter, tmp_path) -> None:
+    """neutral: a 110 Hz reference; high: the same an octave up; quiet: the same at half the amplitude."""
+    encoder = EmotionEncoder(conv.sessions, conv.manifest)
+    for name, f0, gain in (("neutral", 110.0, 1.0), ("high", 220.0, 1.0), ("quiet", 110.0, 0.5)):
+        conv.bank.register(name, reference_wav(tmp_path / f"{name}.wav", seed=1, f0=f0, gain=gain), encoder)
+
+
+@pytest.mark.parametrize("strength", [None, 0.0, 0.5, 1.5])
+def test_the_measured_move_from_the_neutral_entry_reaches_the_step(moving, tmp_path, strength):
+    """An octave up is a log-F0 shift of log 2 with the spread kept; half the amplitude a level shift
+    of -log 2 nepers with the pitch kept; each times the strength, imposed in full (weights 1)."""
+    _moved_entries(moving, tmp_path)
+    s = 1.0 if strength is None else strength
+    moving.set_emotion("high", strength, crossfade_blocks=0)
+    high = _fed_move(moving)
+    moving.set_emotion("quiet", strength, crossfade_blocks=0)
+    quiet = _fed_move(moving)
+    assert high[0] == high[3] == quiet[0] == quiet[3] == 1.0
+    np.testing.assert_allclose(high[1:3], [s * np.log(2.0), 0.0], atol=0.01)
+    np.testing.assert_allclose(quiet[[1, 2, 4]], [0.0, 0.0, -s * np.log(2.0)], atol=0.01)
+
+
+def test_the_move_is_crossfaded_with_the_embedding(moving, tmp_path):
+    _moved_entries(moving, tmp_path)
+    moving.set_emotion("high", 0.0, crossfade_blocks=0)
+    start = _fed_move(moving)
+    moving.set_emotion("high", 1.0, crossfade_blocks=4)
+    fed = [_fed_move(moving) for _ in range(4)]
+    np.testing.assert_allclose(fed[1], start + 0.5 * (fed[3] - start), atol=1e-6)
+    assert fed[3][1] > 0.5
+
+
+def test_the_move_weights_come_from_the_config(tmp_path):
+    cfg = toy_config(tmp_path, prosody=True)
+    cfg = dataclasses.replace(cfg, bank=dataclasses.replace(cfg.bank, pitch_move=0.0, level_move=0.25))
+    conv = StreamingConverter(cfg, bank=EmotionBank(tmp_path / "bank.json"), quiet=True)
+    _two_entries(conv, tmp_path)
+    conv.set_emotion("angry", crossfade_blocks=0)
+    move = _fed_move(conv)
+    assert (move[0], move[3]) == (0.0, 0.25)
+
+
+def test_no_neutral_entry_or_no_measured_prosody_feeds_no_move(moving, tmp_path):
+    """Without a neutral entry, or with entries registered before prosody was measured, the step gets
+    zeros: the generator's own prosody."""
+    _two_entries(moving, tmp_path)
+    raw = json.loads(moving.bank.path.read_text())
+    for entry in raw["entries"].values():
+        del entry["prosody"]
+    moving.bank.path.write_text(json.dumps(raw))
+    moving.set_emotion("angry", 1.0, crossfade_blocks=0)
+    assert not _fed_move(moving).any()
+    moving.bank.remove("neutral")
+    _recategorise(moving.bank.path, {"angry": "Angry"})
+    moving.set_emotion("angry", crossfade_blocks=0)
+    assert not _fed_move(moving).any()

@@ -14,17 +14,18 @@ from support.audio import speech_like
 from support.toy_model import write_toy_model
 
 
-def toy_config_dict(root: Path, block_frames: int = 2, lookahead_frames: int = 0) -> dict:
-    """Write the toy model under root/toy; the engine.yaml mapping that uses it (bank in root)."""
+def toy_config_dict(root: Path, block_frames: int = 2, lookahead_frames: int = 0, prosody: bool = False) -> dict:
+    """Write the toy model under root/toy (prosody: its step graph takes the prosody move); the
+    engine.yaml mapping that uses it (bank in root)."""
     spec = SignalSpec(block_frames=block_frames, lookahead_frames=lookahead_frames)
-    toy = write_toy_model(root / "toy", spec)
+    toy = write_toy_model(root / "toy", spec, prosody=prosody)
     return {"signal": {"block_frames": block_frames, "lookahead_frames": lookahead_frames},
             "model": {"dir": str(toy)}, "bank": {"path": str(root / "bank.json")},
             "runtime": {"providers": ["cpu"]}}
 
 
-def toy_config(root: Path, **signal) -> EngineConfig:
-    return config_from_dict(toy_config_dict(root, **signal))
+def toy_config(root: Path, **options) -> EngineConfig:
+    return config_from_dict(toy_config_dict(root, **options))
 
 
 def toy_config_file(root: Path, **signal) -> Path:

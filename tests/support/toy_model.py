@@ -19,8 +19,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from engine.manifest import FORMAT, sha256_file
+from engine.manifest import FORMAT, PROSODY_INPUT, sha256_file
 from engine.pitch import N_FEATURES
+from engine.prosody import MOVE_SIZE
 from engine.signal import EMOTIONS, SignalSpec
 
 STATE_FRAMES = 3
@@ -28,7 +29,7 @@ TOY_CENTRE_LEVEL, TOY_CENTRE_LF0 = -5.0, 5.0
 """The toy manifest's anchor_centre: every band at this log-mel level, and this log-F0."""
 
 
-def _step_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
+def _step_graph(spec: SignalSpec, dim: int, prosody: bool) -> onnx.ModelProto:
     n, m, hop = spec.block_frames, spec.n_mels, spec.hop
     f = TensorProto.FLOAT
     c = helper.make_tensor
@@ -36,7 +37,7 @@ def _step_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
         helper.make_node("Concat", ["state", "mel"], ["cat"], axis=2),
         helper.make_node("Slice", ["cat", "starts", "ends", "axes"], ["state_next"]),
         helper.make_node("ReduceMean", ["mel"], ["frame_mean"], axes=[1], keepdims=0),
-        helper.make_node("ReduceSum", ["emotion", "ax1"], ["emo_sum"], keepdims=1),
+        helper.make_node("ReduceSum", ["emotion", "ax1"], ["emo_raw" if prosody else "emo_sum"], keepdims=1),
         helper.make_node("ReduceMean", ["state"], ["state_mean"], axes=[1, 2], keepdims=0),
         helper.make_node("Add", ["frame_mean", "emo_sum"], ["a"]),
         helper.make_node("Add", ["a", "state_mean"], ["b"]),
@@ -48,12 +49,15 @@ def _step_graph(spec: SignalSpec, dim: int) -> onnx.ModelProto:
              c("axes", TensorProto.INT64, [1], [2]), c("ax1", TensorProto.INT64, [1], [1]),
              c("ax2", TensorProto.INT64, [1], [2]), c("reps", TensorProto.INT64, [3], [1, 1, hop]),
              c("shape", TensorProto.INT64, [2], [1, n * hop])]
+    inputs = [helper.make_tensor_value_info("mel", f, [1, m, n]),
+              helper.make_tensor_value_info("pitch", f, [1, N_FEATURES, n]),
+              helper.make_tensor_value_info("emotion", f, [1, dim])]
+    if prosody:
+        nodes += [helper.make_node("ReduceSum", [PROSODY_INPUT, "ax1"], ["move_sum"], keepdims=1),
+                  helper.make_node("Add", ["emo_raw", "move_sum"], ["emo_sum"])]
+        inputs.append(helper.make_tensor_value_info(PROSODY_INPUT, f, [1, MOVE_SIZE]))
     graph = helper.make_graph(
-        nodes, "toy_step",
-        [helper.make_tensor_value_info("mel", f, [1, m, n]),
-         helper.make_tensor_value_info("pitch", f, [1, N_FEATURES, n]),
-         helper.make_tensor_value_info("emotion", f, [1, dim]),
-         helper.make_tensor_value_info("state", f, [1, m, STATE_FRAMES])],
+        nodes, "toy_step", [*inputs, helper.make_tensor_value_info("state", f, [1, m, STATE_FRAMES])],
         [helper.make_tensor_value_info("audio", f, [1, n * hop]),
          helper.make_tensor_value_info("state_next", f, [1, m, STATE_FRAMES])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -104,12 +108,15 @@ def _io(model: onnx.ModelProto) -> tuple[list, list]:
     return [info(v) for v in model.graph.input], [info(v) for v in model.graph.output]
 
 
-def write_toy_model(out: Path, spec: SignalSpec | None = None, dim: int = 8, anchored: bool = True) -> Path:
-    """Write step.onnx, emotion_encoder.onnx and manifest.json into `out`; returns out."""
+def write_toy_model(out: Path, spec: SignalSpec | None = None, dim: int = 8, anchored: bool = True,
+                    prosody: bool = False) -> Path:
+    """Write step.onnx, emotion_encoder.onnx and manifest.json into `out`; returns out. prosody: the step
+    graph also takes the prosody move (1, MOVE_SIZE) and adds its sum to the audio, as it does the emotion's."""
     spec = spec or SignalSpec()
     out.mkdir(parents=True, exist_ok=True)
     graphs = {}
-    for name, model in (("step", _step_graph(spec, dim)), ("emotion_encoder", _encoder_graph(spec, dim, anchored))):
+    for name, model in (("step", _step_graph(spec, dim, prosody)),
+                        ("emotion_encoder", _encoder_graph(spec, dim, anchored))):
         onnx.save(model, out / f"{name}.onnx")
         inputs, outputs = _io(model)
         graphs[name] = {"file": f"{name}.onnx", "sha256": sha256_file(out / f"{name}.onnx"),
