@@ -52,8 +52,9 @@ RENDERS_TARGET = frozenset({ORACLE, COPY_SYNTHESIS})
 class EngineSystem:
     """The model as the engine runs it: reference -> EmotionEncoder embedding, read from the speaker's
     neutral voice (the anchor of the trial's neutral utterance, as the bank's neutral entry anchors
-    the emotions registered beside it), then the streaming pipeline over the source from a reset
-    state (engine.cli_files.convert_array)."""
+    the emotions registered beside it), and its prosody move from that neutral utterance (as from
+    the bank's neutral entry), then the streaming pipeline over the source from a reset state
+    (engine.cli_files.convert_array)."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -72,28 +73,42 @@ class EngineSystem:
             self._parts = converter, EmotionEncoder(converter.sessions, converter.manifest)
         return self._parts
 
-    def _convert(self, source: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    def _convert(self, source: np.ndarray, embedding: np.ndarray, move: np.ndarray) -> np.ndarray:
         from engine.cli_files import convert_array
 
         converter, _ = self.load()
-        converter.set_embedding(embedding, crossfade_blocks=0)
+        converter.set_embedding(embedding, crossfade_blocks=0, move=move)
         converter.reset()
         return convert_array(converter, source).copy()
+
+    def _moves(self, reference: np.ndarray, neutral: np.ndarray | None, strengths: tuple[float, ...]) -> list:
+        """The reference's measured prosody move from the neutral utterance (engine.prosody) at each
+        strength, as the bank's entries give set_emotion; zeros without a neutral utterance."""
+        from engine.prosody import prosody_move, prosody_stats
+
+        converter, _ = self.load()
+        spec, bank = converter.spec, self.cfg.bank
+        stats = [None if x is None else prosody_stats(x, spec) for x in (reference, neutral)]
+        return [prosody_move(*stats, s, bank.pitch_move, bank.level_move) for s in strengths]
 
     def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray,
                  neutral: np.ndarray | None = None) -> np.ndarray:
         _, encoder = self.load()
         anchor = None if neutral is None else encoder.voice(neutral)
-        return self._convert(source, encoder.encode(reference, anchor).embedding)
+        (move,) = self._moves(reference, neutral, (1.0,))
+        return self._convert(source, encoder.encode(reference, anchor).embedding, move)
 
     def sweep(self, source: np.ndarray, reference: np.ndarray, neutral: np.ndarray,
               strengths: tuple[float, ...]) -> list[np.ndarray]:
         """The source converted at each strength s: embedding e_n + s (e_ref - e_n), e_n the encoding of
-        a Neutral utterance of the speaker (the strength knob of engine.pipeline.set_emotion)."""
+        a Neutral utterance of the speaker, and the prosody move times s (the strength knob of
+        engine.pipeline.set_emotion)."""
         _, encoder = self.load()
         anchor = encoder.voice(neutral)
         e_ref, e_neutral = (encoder.encode(x, anchor).embedding for x in (reference, neutral))
-        return [self._convert(source, (e_neutral + s * (e_ref - e_neutral)).astype(np.float32)) for s in strengths]
+        moves = self._moves(reference, neutral, strengths)
+        return [self._convert(source, (e_neutral + s * (e_ref - e_neutral)).astype(np.float32), move)
+                for s, move in zip(strengths, moves)]
 
 
 class CopySynthesis:
