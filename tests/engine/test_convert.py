@@ -18,6 +18,7 @@ from engine.cli_files import convert_array
 from engine.features import log_mel_offline
 from engine.pipeline import StreamingConverter
 from engine.pitch import reference_pitch
+from engine.prosody import prosody_move
 from engine.signal import SignalSpec
 from support.audio import speech_like
 from support.toy_engine import reference_wav, toy_config, toy_config_file, write_wav
@@ -270,7 +271,8 @@ def test_convert_runs_the_bank_embedding_through_the_pipeline(registered, tmp_pa
 def test_convert_equals_the_offline_pytorch_render(tmp_path, capsys, monkeypatch):
     """Tiny random-weight checkpoints exported with 2-frame blocks: `evc register` then
     `evc convert` (block by block through ONNX Runtime) equals export.reference.render_offline
-    (whole utterance in PyTorch) with the bank's embedding: the embedding within 1e-4, the
+    (whole utterance in PyTorch) with the bank's embedding and prosody move from its neutral
+    entry: the embedding within 1e-4, the
     audio within export.verify's log-spectral tolerance. Not sample by sample: the vocoder's
     excitation phase integrates the generator's F0, so last-bit differences of its log-F0
     between ONNX Runtime and PyTorch shift later pulses by a fraction of a sample (about
@@ -290,10 +292,16 @@ def test_convert_equals_the_offline_pytorch_render(tmp_path, capsys, monkeypatch
     cfg.write_text(yaml.safe_dump({"model": {"dir": str(tmp_path / "model")}, "runtime": {"providers": ["cpu"]},
                                    "bank": {"path": str(tmp_path / "bank.json")},
                                    "signal": {"lookahead_frames": 0}}))  # the tiny checkpoints' own
-    ref = reference_wav(tmp_path / "ref.wav", seed=5, f0=210.0)
+    neutral_ref = reference_wav(tmp_path / "neutral.wav", seed=4, f0=150.0)
+    ref = reference_wav(tmp_path / "ref.wav", seed=5, f0=210.0, gain=1.5)
+    assert main(["--config", str(cfg), "register", "neutral", str(neutral_ref)]) == 0
     assert main(["--config", str(cfg), "register", "happy", str(ref)]) == 0
-    entry = EmotionBank(tmp_path / "bank.json").get("happy")
-    np.testing.assert_allclose(entry.embedding, reference.reference_embedding(stage2, load_audio(ref)), atol=1e-4)
+    bank = EmotionBank(tmp_path / "bank.json")
+    entry, neutral = bank.get("happy"), bank.get("neutral")
+    np.testing.assert_allclose(entry.embedding, reference.reference_embedding(stage2, load_audio(ref), neutral.voice),
+                               atol=1e-4)
+    move = prosody_move(entry.prosody, neutral.prosody, 1.0, 1.0, 1.0)
+    assert move[1] > 0.2 and move[4] > 0.1  # higher and louder: the step graph imposes a real move
 
     written = {}
     monkeypatch.setattr(engine.cli_files, "_save", lambda dst, audio, sr: written.update(audio=audio.copy()))
@@ -303,7 +311,7 @@ def test_convert_equals_the_offline_pytorch_render(tmp_path, capsys, monkeypatch
     assert main(["--config", str(cfg), "convert", str(src), "--emotion", "happy"]) == 0
     got = written["audio"]
     assert got.shape == (n,)
-    offline = reference.render_offline(stage2, vocoder, samples, entry.embedding)
+    offline = reference.render_offline(stage2, vocoder, samples, entry.embedding, move)
     assert offline.size == n - n % 160 and np.abs(offline).max() > 0.05
     distance = log_spectral_distance_db(got[: offline.size], offline)
     assert distance < SPECTRAL_TOLERANCE_DB, f"log-spectral distance {distance:.3g} dB"
