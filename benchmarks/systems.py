@@ -161,6 +161,10 @@ def build(cfg, model_dir: Path | None) -> tuple[dict[str, System], list[str]]:
     systems: dict[str, System] = {ORACLE: _oracle, **({COPY_SYNTHESIS: copy} if copy else {}), **BASELINES}
     # One intra-op thread: the benchmark runs one scoring worker per core.
     model = EngineSystem(model_config(cfg, model_dir, threads=1))
-    model.load()  # a model the engine refuses fails here, not after minutes of evaluator fitting
+    converter, _ = model.load()  # a model the engine refuses fails here, not after minutes of evaluator fitting
     systems[f"model ({model_dir.name})"] = model
-    return systems, [note] if note else []
+    notes = [note] if note else []
+    if converter.takes_prosody:
+        notes.append(f"the model imposes each reference's measured prosody move: bank.pitch_move "
+                     f"{cfg.bank.pitch_move:g}, bank.level_move {cfg.bank.level_move:g} (engine.yaml)")
+    return systems, notes

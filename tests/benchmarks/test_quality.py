@@ -4,6 +4,7 @@ the strength sweep, cached rows, outputs. DNSMOS is stood in for by a cheap func
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -247,6 +248,16 @@ def test_copy_synthesis_is_skipped_with_a_note_for_a_model_without_a_vocoder(mon
     monkeypatch.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda m, a, p: a))
     built, notes = systems.build(toy_cfg, toy_cfg.model_dir)
     assert systems.COPY_SYNTHESIS in built and notes == []
+
+
+def test_a_model_imposing_the_prosody_move_is_noted_with_its_weights(tmp_path, monkeypatch):
+    """The table says how much of each reference's measured move the model imposed (engine.yaml bank)."""
+    monkeypatch.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda m, a, p: a))
+    cfg = toy_config(tmp_path, prosody=True)
+    cfg = dataclasses.replace(cfg, bank=dataclasses.replace(cfg.bank, pitch_move=0.5))
+    _, notes = systems.build(cfg, cfg.model_dir)
+    assert notes == ["the model imposes each reference's measured prosody move: bank.pitch_move 0.5, "
+                     "bank.level_move 1 (engine.yaml)"]
 
 
 def test_scoring_in_processes_equals_scoring_in_one(corpus, cache_dir):
