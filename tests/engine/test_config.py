@@ -127,6 +127,17 @@ def test_counts_must_be_non_negative(key):
     assert str(info.value) == f"{key}: expected an integer >= 0, got -1"
 
 
+@pytest.mark.parametrize("key", ["bank.pitch_move", "bank.level_move"])
+def test_move_weights_are_fractions(key):
+    section, name = key.split(".")
+    assert getattr(config_from_dict({section: {name: 0}}).bank, name) == 0.0
+    assert getattr(config_from_dict({section: {name: 1}}).bank, name) == 1.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError) as info:
+            config_from_dict({section: {name: bad}})
+        assert str(info.value) == f"{key}: expected a number from 0 to 1, got {bad:g}"
+
+
 @pytest.mark.parametrize("sample_rate", [12000, 44100])
 def test_sample_rate_outside_the_signal_contract_names_the_key(sample_rate):
     """12 kHz cannot hold the 8 kHz mel range; 44.1 kHz is no whole number of 160-sample hops."""

@@ -340,14 +340,15 @@ def _moved_entries(conv: StreamingConverter, tmp_path) -> None:
 @pytest.mark.parametrize("strength", [None, 0.0, 0.5, 1.5])
 def test_the_measured_move_from_the_neutral_entry_reaches_the_step(moving, tmp_path, strength):
     """An octave up is a log-F0 shift of log 2 with the spread kept; half the amplitude a level shift
-    of -log 2 nepers with the pitch kept; each times the strength, imposed in full (weights 1)."""
+    of -log 2 nepers with the pitch kept; each times the strength, imposed with engine.yaml's weights."""
     _moved_entries(moving, tmp_path)
     s = 1.0 if strength is None else strength
     moving.set_emotion("high", strength, crossfade_blocks=0)
     high = _fed_move(moving)
     moving.set_emotion("quiet", strength, crossfade_blocks=0)
     quiet = _fed_move(moving)
-    assert high[0] == high[3] == quiet[0] == quiet[3] == 1.0
+    weights = moving.cfg.bank.pitch_move, moving.cfg.bank.level_move
+    assert (high[0], high[3]) == (quiet[0], quiet[3]) == weights == (0.5, 1.0)
     np.testing.assert_allclose(high[1:3], [s * np.log(2.0), 0.0], atol=0.01)
     np.testing.assert_allclose(quiet[[1, 2, 4]], [0.0, 0.0, -s * np.log(2.0)], atol=0.01)
 
