@@ -48,8 +48,8 @@ class RuntimeConfig:
 class BankConfig:
     path: str = "default"
     crossfade_blocks: int = 4
-    pitch_move: float = 0.5
-    level_move: float = 1.0
+    pitch_move: float = 0.0
+    level_move: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,7 @@ def test_a_model_imposing_the_prosody_move_is_noted_with_its_weights(tmp_path, m
     """The table says how much of each reference's measured move the model imposed (engine.yaml bank)."""
     monkeypatch.setitem(sys.modules, "engine.resynth", types.SimpleNamespace(copy_synthesis=lambda m, a, p: a))
     cfg = toy_config(tmp_path, prosody=True)
-    cfg = dataclasses.replace(cfg, bank=dataclasses.replace(cfg.bank, pitch_move=0.5))
+    cfg = dataclasses.replace(cfg, bank=dataclasses.replace(cfg.bank, pitch_move=0.5, level_move=1.0))
     _, notes = systems.build(cfg, cfg.model_dir)
     assert notes == ["the model imposes each reference's measured prosody move: bank.pitch_move 0.5, "
                      "bank.level_move 1 (engine.yaml)"]

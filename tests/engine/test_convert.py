@@ -290,7 +290,8 @@ def test_convert_equals_the_offline_pytorch_render(tmp_path, capsys, monkeypatch
     export_model(stage2, vocoder, tmp_path / "model", block_frames=2)
     cfg = tmp_path / "engine.yaml"
     cfg.write_text(yaml.safe_dump({"model": {"dir": str(tmp_path / "model")}, "runtime": {"providers": ["cpu"]},
-                                   "bank": {"path": str(tmp_path / "bank.json")},
+                                   "bank": {"path": str(tmp_path / "bank.json"), "pitch_move": 1.0,
+                                            "level_move": 1.0},
                                    "signal": {"lookahead_frames": 0}}))  # the tiny checkpoints' own
     neutral_ref = reference_wav(tmp_path / "neutral.wav", seed=4, f0=150.0)
     ref = reference_wav(tmp_path / "ref.wav", seed=5, f0=210.0, gain=1.5)

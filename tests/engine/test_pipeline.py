@@ -320,9 +320,10 @@ def test_model_config_mismatch_is_refused(tmp_path):
 
 @pytest.fixture
 def moving(tmp_path) -> StreamingConverter:
-    """A converter on the toy model whose step graph takes the prosody move."""
-    return StreamingConverter(toy_config(tmp_path, prosody=True), bank=EmotionBank(tmp_path / "bank.json"),
-                              quiet=True)
+    """A converter on the toy model whose step graph takes the prosody move, imposed in full."""
+    cfg = toy_config(tmp_path, prosody=True)
+    cfg = dataclasses.replace(cfg, bank=dataclasses.replace(cfg.bank, pitch_move=1.0, level_move=1.0))
+    return StreamingConverter(cfg, bank=EmotionBank(tmp_path / "bank.json"), quiet=True)
 
 
 def _fed_move(conv: StreamingConverter) -> np.ndarray:
@@ -340,15 +341,14 @@ def _moved_entries(conv: StreamingConverter, tmp_path) -> None:
 @pytest.mark.parametrize("strength", [None, 0.0, 0.5, 1.5])
 def test_the_measured_move_from_the_neutral_entry_reaches_the_step(moving, tmp_path, strength):
     """An octave up is a log-F0 shift of log 2 with the spread kept; half the amplitude a level shift
-    of -log 2 nepers with the pitch kept; each times the strength, imposed with engine.yaml's weights."""
+    of -log 2 nepers with the pitch kept; each times the strength, imposed with the config's weights."""
     _moved_entries(moving, tmp_path)
     s = 1.0 if strength is None else strength
     moving.set_emotion("high", strength, crossfade_blocks=0)
     high = _fed_move(moving)
     moving.set_emotion("quiet", strength, crossfade_blocks=0)
     quiet = _fed_move(moving)
-    weights = moving.cfg.bank.pitch_move, moving.cfg.bank.level_move
-    assert (high[0], high[3]) == (quiet[0], quiet[3]) == weights == (0.5, 1.0)
+    assert (high[0], high[3]) == (quiet[0], quiet[3]) == (1.0, 1.0)
     np.testing.assert_allclose(high[1:3], [s * np.log(2.0), 0.0], atol=0.01)
     np.testing.assert_allclose(quiet[[1, 2, 4]], [0.0, 0.0, -s * np.log(2.0)], atol=0.01)
 
@@ -364,7 +364,9 @@ def test_the_move_is_crossfaded_with_the_embedding(moving, tmp_path):
 
 
 def test_the_move_weights_come_from_the_config(tmp_path):
+    """Shipped off (0, 0): the generator's own prosody; a config's weights are fed as they are."""
     cfg = toy_config(tmp_path, prosody=True)
+    assert (cfg.bank.pitch_move, cfg.bank.level_move) == (0.0, 0.0)
     cfg = dataclasses.replace(cfg, bank=dataclasses.replace(cfg.bank, pitch_move=0.0, level_move=0.25))
     conv = StreamingConverter(cfg, bank=EmotionBank(tmp_path / "bank.json"), quiet=True)
     _two_entries(conv, tmp_path)
