@@ -94,12 +94,15 @@ def test_evc_live_runs_through_the_server_without_xruns(server, toy, tmp_path, m
 
 def _server_fault(report: dict) -> bool:
     """The server, not the engine, spoiled the run: it missed a cycle (JACK without realtime
-    scheduling, on a busy machine), or delivered bursts to the engine late or not at all (PipeWire,
+    scheduling, on a busy machine: xruns with the server's late microphone writes, or xruns while
+    the engine converted every block in time, 2 PortAudio flags in one of three full test runs of a
+    fresh clone on an idle machine), or delivered bursts to the engine late or not at all (PipeWire,
     once in CI's fresh machine and once in a fresh clone: no xrun, and no burst played through
     wire mode; the report did not say more then). The engine saw every block, so a burst it did
     not see within half a period of its capture came late from the server."""
     session = report["session"]
-    late_server = session["xruns"]["total"] and session["mic_late_writes"]
+    engine_in_time = session["late"] == 0 and session["dropped"] == 0
+    late_server = session["xruns"]["total"] and (session["mic_late_writes"] or engine_in_time)
     return bool(late_server) or report["bursts_seen_by_engine"] < report["bursts_played"]
 
 
