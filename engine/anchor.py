@@ -23,11 +23,16 @@ ACTIVE_NEPERS = 3.45
 """30 dB (in natural-log magnitude) below the loudest frame: speech, not pauses."""
 
 
+def frame_levels(mel: np.ndarray) -> np.ndarray:
+    """(T,) each frame's level: the log of its summed mel magnitudes, mel (n_mels, T) natural-log."""
+    return np.log(np.exp(mel).sum(axis=0))
+
+
 def active_mean(mel: np.ndarray) -> np.ndarray | None:
     """(n_mels,) mean log-mel of the active frames of mel (n_mels, T); None for an empty utterance."""
     if mel.shape[1] == 0:
         return None
-    level = np.log(np.exp(mel).sum(axis=0))
+    level = frame_levels(mel)
     return mel[:, level >= level.max() - ACTIVE_NEPERS].mean(axis=1)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.anchor import frame_levels
 from engine.features import log_mel_offline
 from engine.pitch import reference_pitch
 from engine.signal import SignalSpec
@@ -28,10 +29,9 @@ def prosody_stats(audio: np.ndarray, spec: SignalSpec) -> np.ndarray | None:
     voiced = pitch[1] > 0.5
     if not voiced.any():
         return None
-    mel = log_mel_offline(audio, spec)[:, : voiced.size]
-    level = np.log(np.exp(mel.astype(np.float64)).sum(axis=0))
+    level = frame_levels(log_mel_offline(audio, spec).astype(np.float64))  # both N // hop frames
     lf0 = pitch[0][voiced].astype(np.float64)
-    return np.array([lf0.mean(), max(lf0.std(), MIN_STD), level[voiced[: level.size]].mean()], np.float32)
+    return np.array([lf0.mean(), max(lf0.std(), MIN_STD), level[voiced].mean()], np.float32)
 
 
 def prosody_move(stats: np.ndarray | None, neutral: np.ndarray | None, strength: float,

@@ -57,9 +57,11 @@ def convert_frames(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Te
 
 
 @torch.no_grad()
-def convert_mel(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tensor) -> Tensor:
-    """mel: (1, n_mels, T), pitch: (1, 4, T), embedding: (1, D) -> audio (1, T * hop), offline (whole sequence)."""
-    return render_frames(networks, convert_frames(networks, mel, pitch, embedding))
+def convert_mel(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Tensor,
+                move: Tensor | None = None) -> Tensor:
+    """mel: (1, n_mels, T), pitch: (1, 4, T), embedding: (1, D), move: (1, MOVE_SIZE) or None -> audio
+    (1, T * hop), offline (whole sequence)."""
+    return render_frames(networks, convert_frames(networks, mel, pitch, embedding, move))
 
 
 @torch.no_grad()
@@ -81,7 +83,7 @@ def render_offline(stage2_ckpt_path: str | Path, vocoder_ckpt_path: str | Path, 
     mel = log_mel(audio, networks.spec)
     emb = torch.as_tensor(embedding, dtype=torch.float32).reshape(1, -1)
     m = None if move is None else torch.as_tensor(move, dtype=torch.float32).reshape(1, -1)
-    return render_frames(networks, convert_frames(networks, mel, source_pitch(audio, networks.spec), emb, m))[0].numpy()
+    return convert_mel(networks, mel, source_pitch(audio, networks.spec), emb, m)[0].numpy()
 
 
 def reference_embedding(stage2_ckpt_path: str | Path, audio: np.ndarray,

@@ -6,7 +6,7 @@ x1.41-1.60, and held-out voices come out 0.6-0.7 nepers louder than their target
 emotion (README). The benchmark's classifier hears most of an emotion in those two cues. A
 reference says them outright: against the neutral voice it was read beside (the bank's
 neutral entry), its voiced log-F0 moves by ``lf0_shift`` with its spread scaled by
-``exp(log_spread)``, and its voiced level moves by ``level_shift`` (engine.bank.prosody_move).
+``exp(log_spread)``, and its voiced level moves by ``level_shift`` (engine.prosody.prosody_move).
 This module imposes that move on the generator's output relative to the source's own running
 register and level, as the DSP prosody transplant does offline, causally and with its state
 explicit::
