@@ -23,6 +23,10 @@ STEP_INPUTS = ("mel", "pitch", "emotion")
 PROSODY_INPUT = "prosody"
 """The step graph's optional fourth input, the measured prosody move (1, engine.prosody.MOVE_SIZE);
 models exported before it take none and convert with the generator's own prosody."""
+PROSODY_LEVEL = "reference"
+"""manifest.json ``prosody_level``: the move's level is the reference's own voiced level
+(engine.prosody.prosody_move). A step graph taking PROSODY_INPUT without it was exported when the
+level was a shift from the source's, which the engine no longer computes."""
 VOCODER_INPUTS = ("mel", "pitch")
 STEP_OUTPUT = "audio"
 FRAMES_OUTPUT = "frames"
@@ -192,6 +196,9 @@ def check_against_config(manifest: Manifest, cfg: EngineConfig) -> None:
     if missing:
         raise ModelError(f"manifest: the step graph has no input {', '.join(missing)}: it was exported by an "
                          "older evc; re-export the model")
+    if manifest.takes_prosody and manifest.raw.get("prosody_level") != PROSODY_LEVEL:
+        raise ModelError("manifest: the step graph's prosody input takes the level as a shift from the source's "
+                         "(exported by an older evc); re-export the model")
     emb = next((t for t in manifest.step.inputs if t.name == "emotion"), None)
     if emb is None or emb.shape[-1] != manifest.embedding_dim:
         raise ModelError("manifest: step graph's 'emotion' input does not match embedding_dim")

@@ -7,8 +7,9 @@
                                                   (both crossfaded) ────────────┘
 
 The prosody move is the bank entry's measured pitch and level against the neutral entry's
-(engine.prosody), imposed in the step graph relative to the source's own; a model exported
-before the graph took it is fed nothing and keeps its generator's prosody.
+(engine.prosody), imposed in the step graph: the pitch relative to the source's own register,
+the loudness as the reference's; a model exported before the graph took it is fed nothing and
+keeps its generator's prosody.
 
 Everything a block touches is allocated in __init__; process() allocates nothing, so
 the live worker and `evc convert` run the very same code at a steady cost. The live

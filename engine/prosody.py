@@ -2,8 +2,10 @@
 
 A bank entry keeps its reference's voiced log-F0 mean and spread and its voiced level
 (``prosody_stats``); an emotion's move is the entry's against the neutral entry's, scaled by
-the strength knob (``prosody_move``), and the step graph applies it to the generator's output
-relative to the source's own register and level (training.models.prosody.ProsodyMove).
+the strength knob (``prosody_move``), and the step graph applies it to the generator's output:
+the pitch relative to the source's own register, the loudness as the reference's own voiced level
+(the neutral entry's moved by the strength), whatever the microphone's level
+(training.models.prosody.ProsodyMove).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from engine.signal import SignalSpec
 
 STATS = ("lf0_mean", "lf0_std", "level")
 MOVE_SIZE = 5
-"""[pitch_weight, lf0_shift, log_spread, level_weight, level_shift] (training.models.prosody)."""
+"""[pitch_weight, lf0_shift, log_spread, level_weight, level_target] (training.models.prosody)."""
 MIN_STD = 1e-3
 
 
@@ -36,12 +38,12 @@ def prosody_stats(audio: np.ndarray, spec: SignalSpec) -> np.ndarray | None:
 
 def prosody_move(stats: np.ndarray | None, neutral: np.ndarray | None, strength: float,
                  pitch_weight: float, level_weight: float) -> np.ndarray:
-    """(MOVE_SIZE,) float32: the move from `neutral`'s stats to `stats` (each (3,) or None), times
-    strength, imposed with the given weights; zeros (the generator's own prosody) when either is
-    None."""
+    """(MOVE_SIZE,) float32: the pitch move from `neutral`'s stats to `stats` (each (3,) or None) and
+    the voiced level on the way from `neutral`'s to `stats`', both times strength, imposed with the
+    given weights; zeros (the generator's own prosody) when either is None."""
     if stats is None or neutral is None:
         return np.zeros(MOVE_SIZE, np.float32)
     shift = strength * (stats[0] - neutral[0])
     spread = strength * np.log(stats[1] / neutral[1])
-    level = strength * (stats[2] - neutral[2])
+    level = neutral[2] + strength * (stats[2] - neutral[2])
     return np.array([pitch_weight, shift, spread, level_weight, level], np.float32)

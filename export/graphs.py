@@ -60,7 +60,7 @@ class StepGraph(nn.Module):
         s_ec, s_gen, s_pm, s_voc = split_state(list(state), [m for _, m in self.parts])
         content, s_ec = self.content_encoder.step(mel, s_ec)
         frames, s_gen = self.generator.step(content, pitch, emotion, s_gen, mel)
-        frames, s_pm = self.prosody.step(frames, pitch, mel, prosody, s_pm)
+        frames, s_pm = self.prosody.step(frames, pitch, prosody, s_pm)
         n_mels = self.generator.n_mels
         audio, s_voc = self.vocoder.step(frames[:, :n_mels], frame_pitch(frames, n_mels), s_voc)
         return audio.reshape(1, -1), frames, *s_ec, *s_gen, *s_pm, *s_voc

@@ -26,7 +26,7 @@ import onnxruntime
 import torch
 
 from engine.errors import ModelError
-from engine.manifest import BLOCK_STEP, FORMAT, parse_manifest, sha256_file
+from engine.manifest import BLOCK_STEP, FORMAT, PROSODY_LEVEL, parse_manifest, sha256_file
 from engine.signal import EMOTIONS, SignalSpec
 from export.graphs import EmotionEncoderGraph, StepGraph, VocoderGraph
 from export.load import Networks, load_networks
@@ -154,7 +154,7 @@ def _manifest(networks: Networks, spec: SignalSpec, streams: dict, models: dict,
         "format": FORMAT, "signal": spec.to_dict(), "embedding_dim": networks.emotion_encoder.dim,
         "emotions": _emotions(networks),
         "anchor_centre": [float(v) for v in networks.emotion_encoder.centre],
-        "algorithmic_latency_ms": spec.algorithmic_latency_ms,
+        "algorithmic_latency_ms": spec.algorithmic_latency_ms, "prosody_level": PROSODY_LEVEL,
         "latency": {"block_ms": spec.block_ms, "lookahead_ms": 1000.0 * spec.lookahead_frames / spec.frame_rate,
                     "vocoder_overlap_ms": 0.0,
                     "why": "content encoder, generator and vocoder are causal with no lookahead, the pitch "

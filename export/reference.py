@@ -53,7 +53,7 @@ def convert_frames(networks: Networks, mel: Tensor, pitch: Tensor, embedding: Te
     or None (the generator's own) -> the generator's frames (1, n_mels + 2, T) so moved, offline
     (whole sequence)."""
     frames = networks.generator(networks.content_encoder(mel), pitch, embedding, mel)
-    return frames if move is None else ProsodyMove(networks.generator.n_mels)(frames, pitch, mel, move)
+    return frames if move is None else ProsodyMove(networks.generator.n_mels)(frames, pitch, move)
 
 
 @torch.no_grad()

@@ -340,8 +340,9 @@ def _moved_entries(conv: StreamingConverter, tmp_path) -> None:
 
 @pytest.mark.parametrize("strength", [None, 0.0, 0.5, 1.5])
 def test_the_measured_move_from_the_neutral_entry_reaches_the_step(moving, tmp_path, strength):
-    """An octave up is a log-F0 shift of log 2 with the spread kept; half the amplitude a level shift
-    of -log 2 nepers with the pitch kept; each times the strength, imposed with the config's weights."""
+    """An octave up is a log-F0 shift of log 2 with the spread kept; half the amplitude a level
+    -log 2 nepers under the neutral entry's with the pitch kept; each move (the level's from the neutral
+    entry's to the reference's) times the strength, imposed with the config's weights."""
     _moved_entries(moving, tmp_path)
     s = 1.0 if strength is None else strength
     moving.set_emotion("high", strength, crossfade_blocks=0)
@@ -349,8 +350,9 @@ def test_the_measured_move_from_the_neutral_entry_reaches_the_step(moving, tmp_p
     moving.set_emotion("quiet", strength, crossfade_blocks=0)
     quiet = _fed_move(moving)
     assert (high[0], high[3]) == (quiet[0], quiet[3]) == (1.0, 1.0)
-    np.testing.assert_allclose(high[1:3], [s * np.log(2.0), 0.0], atol=0.01)
-    np.testing.assert_allclose(quiet[[1, 2, 4]], [0.0, 0.0, -s * np.log(2.0)], atol=0.01)
+    level, high_level = moving.bank.neutral().prosody[2], moving.bank.get("high").prosody[2]
+    np.testing.assert_allclose(high[1:], [s * np.log(2.0), 0.0, 1.0, level + s * (high_level - level)], atol=0.01)
+    np.testing.assert_allclose(quiet[[1, 2, 4]], [0.0, 0.0, level - s * np.log(2.0)], atol=0.01)
 
 
 def test_the_move_is_crossfaded_with_the_embedding(moving, tmp_path):

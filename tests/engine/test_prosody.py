@@ -28,12 +28,12 @@ def test_audio_without_a_voiced_frame_has_no_stats(spec):
     assert prosody_stats(np.zeros(32000, np.float32), spec) is None
 
 
-def test_the_move_is_the_difference_times_the_strength_with_the_weights():
+def test_the_move_is_the_difference_times_the_strength_and_the_level_on_the_way_to_the_reference():
     stats, neutral = np.array([5.2, 0.2, 1.0]), np.array([5.0, 0.1, 1.5])
     move = prosody_move(stats, neutral, 0.5, 0.8, 0.3)
-    np.testing.assert_allclose(move, [0.8, 0.1, 0.5 * np.log(2.0), 0.3, -0.25], rtol=1e-6)
+    np.testing.assert_allclose(move, [0.8, 0.1, 0.5 * np.log(2.0), 0.3, 1.25], rtol=1e-6)
     assert move.dtype == np.float32 and move.shape == (MOVE_SIZE,)
-    np.testing.assert_array_equal(prosody_move(stats, neutral, 0.0, 1.0, 1.0)[[1, 2, 4]], 0.0)
+    np.testing.assert_allclose(prosody_move(stats, neutral, 0.0, 1.0, 1.0)[1:], [0.0, 0.0, 1.0, 1.5])
 
 
 @pytest.mark.parametrize("missing", ["stats", "neutral"])

@@ -107,6 +107,20 @@ def test_a_step_graph_without_the_pitch_input_is_an_older_export(toy_dir):
     assert "\n" not in str(err.value)
 
 
+def test_a_prosody_input_that_takes_the_level_as_a_shift_from_the_source_is_an_older_export(tmp_path):
+    """The previous export's move took the level as a shift from the source's, which the engine no longer
+    computes: refused in one line that says to re-export, not fed a level it reads otherwise."""
+    model = write_toy_model(tmp_path / "toy", prosody=True)
+    cfg = EngineConfig(signal=SignalConfig(lookahead_frames=0))
+    check_against_config(load_manifest(model), cfg)
+    raw = json.loads((model / "manifest.json").read_text())
+    del raw["prosody_level"]
+    (model / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="shift from the source.*re-export") as err:
+        check_against_config(load_manifest(model), cfg)
+    assert "\n" not in str(err.value)
+
+
 def test_training_speakers_are_none_when_the_manifest_does_not_record_them(toy_dir):
     raw = json.loads((toy_dir / "manifest.json").read_text())
     assert "training" not in raw

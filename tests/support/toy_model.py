@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from engine.manifest import FORMAT, PROSODY_INPUT, sha256_file
+from engine.manifest import FORMAT, PROSODY_INPUT, PROSODY_LEVEL, sha256_file
 from engine.pitch import N_FEATURES
 from engine.prosody import MOVE_SIZE
 from engine.signal import EMOTIONS, SignalSpec
@@ -129,6 +129,8 @@ def write_toy_model(out: Path, spec: SignalSpec | None = None, dim: int = 8, anc
     }
     if anchored:
         manifest["anchor_centre"] = toy_centre(spec).tolist()
+    if prosody:
+        manifest["prosody_level"] = PROSODY_LEVEL
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
 

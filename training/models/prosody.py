@@ -4,27 +4,29 @@ The generator learns an emotion's spectrum well but its prosody only on average:
 benchmark its conversions widen the pitch range x1.09-1.14 where the targets widen it
 x1.41-1.60, and held-out voices come out 0.6-0.7 nepers louder than their targets in every
 emotion (README). The benchmark's classifier hears most of an emotion in those two cues. A
-reference says them outright: against the neutral voice it was read beside (the bank's
-neutral entry), its voiced log-F0 moves by ``lf0_shift`` with its spread scaled by
-``exp(log_spread)``, and its voiced level moves by ``level_shift`` (engine.prosody.prosody_move).
-This module imposes that move on the generator's output relative to the source's own running
-register and level, as the DSP prosody transplant does offline, causally and with its state
-explicit::
+reference says them outright: against the neutral voice it was read beside (the bank's neutral
+entry), its voiced log-F0 moves by ``lf0_shift`` with its spread scaled by ``exp(log_spread)``,
+and it is spoken at a voiced level of its own (engine.prosody.prosody_move: ``level_target``, the
+neutral entry's level moved by the strength). This module imposes the pitch move on the
+generator's output relative to the source's own running register, as the DSP prosody transplant
+does offline, and the reference's loudness, causally and with its state explicit::
 
     target_t  = reg_mean_t + lf0_shift + exp(log_spread) * (lf0_t - reg_mean_t)   (source tracker)
     shift_t   = target_t - g_t on voiced frames where it is under MAX_GAP, else shift_{t-1} (0 at first)
     lf0'_t    = g_t + pitch_weight * shift_t
-    diff_t    = level(source_t) + level_shift - level(generated_t)
-    c_t       = running mean of diff over the voiced frames so far (0 before the first; the last
-                MEMORY frames weigh most, as the pitch tracker's register)
+    c_t       = running mean of (level_target - level(generated_t)) over the voiced frames so far
+                (0 before the first; the last MEMORY frames weigh most, as the pitch tracker's register)
     mel'_t    = mel_t + level_weight * c_t
 
 The log-F0 correction is held through the frames the source tracker calls unvoiced, so the
 contour never jumps where the generator voices and the tracker does not, and through frames
 whose target is more than MAX_GAP from the generator's contour.
-``move = [pitch_weight, lf0_shift, log_spread, level_weight, level_shift]``; all zeros is the
+``move = [pitch_weight, lf0_shift, log_spread, level_weight, level_target]``; all zeros is the
 identity, so a model can always take it. The level is the running mean, not each frame's, so
-the generated loudness contour (an emotion's stresses) stays the generator's.
+the generated loudness contour (an emotion's stresses) stays the generator's. The level is the
+reference's, not the source's moved: through the source's (the first version of this module), a
+microphone's level (-40 to -6 dBFS) and a room reached the output, and accuracy through a noisy
+room fell from 0.74 to 0.29 (README).
 """
 
 from __future__ import annotations
@@ -50,9 +52,8 @@ def frame_level(mel: Tensor) -> Tensor:
 
 
 class ProsodyMove(StreamingModule):
-    """``frames (B, n_mels + 2, t), pitch (B, 4, t), source (B, n_mels, t), move (B, MOVE_SIZE)
-    -> frames (B, n_mels + 2, t)``: pitch the engine tracker's rows (voiced, lf0, reg_mean,
-    reg_std), source the log-mel the generator converted.
+    """``frames (B, n_mels + 2, t), pitch (B, 4, t), move (B, MOVE_SIZE) -> frames (B, n_mels + 2, t)``:
+    pitch the engine tracker's rows (voiced, lf0, reg_mean, reg_std) of the source.
 
     State: ``[(B, 1, 1) log-F0 correction, (B, 1, 1) level correction, (B, 1, 1) voiced frames counted]``.
     """
@@ -67,13 +68,11 @@ class ProsodyMove(StreamingModule):
     def state_names(self, prefix: str = "") -> list[str]:
         return [f"{prefix}pitch", f"{prefix}level", f"{prefix}count"]
 
-    def forward(self, frames: Tensor, pitch: Tensor, source: Tensor, move: Tensor) -> Tensor:
+    def forward(self, frames: Tensor, pitch: Tensor, move: Tensor) -> Tensor:
         """The whole sequence from a zero state (see the class docstring for shapes)."""
-        return self.step(frames, pitch, source, move, self.init_state(frames.shape[0], frames.device,
-                                                                         frames.dtype))[0]
+        return self.step(frames, pitch, move, self.init_state(frames.shape[0], frames.device, frames.dtype))[0]
 
-    def step(self, frames: Tensor, pitch: Tensor, source: Tensor, move: Tensor,
-             state: State) -> tuple[Tensor, State]:
+    def step(self, frames: Tensor, pitch: Tensor, move: Tensor, state: State) -> tuple[Tensor, State]:
         """One block (see the class docstring) -> (frames, new state); the same frame loop offline."""
         n = self.n_mels
         m = move[:, :, None]  # (B, MOVE_SIZE, 1)
@@ -81,7 +80,7 @@ class ProsodyMove(StreamingModule):
         mel, lf0, logit = frames[:, :n], frames[:, n:n + 1], frames[:, n + 1:]
         reg = pitch[:, 2:3]
         target = reg + m[:, 1:2] + torch.exp(m[:, 2:3]) * (pitch[:, 1:2] - reg)
-        pitch_gap, level_gap = target - lf0, frame_level(source) + m[:, 4:5] - frame_level(mel)
+        pitch_gap, level_gap = target - lf0, m[:, 4:5] - frame_level(mel)
         trusted = voiced & (pitch_gap.abs() < self.max_gap)
         shift, level, count = state
         shifts, levels = [], []
