@@ -48,7 +48,7 @@ class RuntimeConfig:
 class BankConfig:
     path: str = "default"
     crossfade_blocks: int = 4
-    pitch_move: float = 0.0
+    pitch_move: float = 0.5
     level_move: float = 0.0
 
 

@@ -366,9 +366,9 @@ def test_the_move_is_crossfaded_with_the_embedding(moving, tmp_path):
 
 
 def test_the_move_weights_come_from_the_config(tmp_path):
-    """Shipped off (0, 0): the generator's own prosody; a config's weights are fed as they are."""
+    """Shipped with half the pitch move and no level move; a config's weights are fed as they are."""
     cfg = toy_config(tmp_path, prosody=True)
-    assert (cfg.bank.pitch_move, cfg.bank.level_move) == (0.0, 0.0)
+    assert (cfg.bank.pitch_move, cfg.bank.level_move) == (0.5, 0.0)
     cfg = dataclasses.replace(cfg, bank=dataclasses.replace(cfg.bank, pitch_move=0.0, level_move=0.25))
     conv = StreamingConverter(cfg, bank=EmotionBank(tmp_path / "bank.json"), quiet=True)
     _two_entries(conv, tmp_path)
