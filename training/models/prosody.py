@@ -47,7 +47,9 @@ octave errors and unsteady onsets. Imposed there, they cost DNSMOS OVRL 0.07 and
 
 
 def frame_level(mel: Tensor) -> Tensor:
-    """(B, n_mels, t) natural-log mel magnitudes -> (B, 1, t) log of their sum over bins."""
+    """(B, n_mels, t) natural-log mel magnitudes -> (B, 1, t) log of their sum over bins: the graph's
+    twin of engine.anchor.frame_levels, with which the bank measures the level target, so both sides
+    of the level gap are on one scale."""
     return torch.logsumexp(mel, dim=1, keepdim=True)
 
 
