@@ -175,7 +175,8 @@ def converter_with_probe(cfg):
     from engine.pipeline import StreamingConverter
 
     conv = StreamingConverter(cfg, quiet=True)
-    conv.set_embedding(EmotionEncoder(conv.sessions, conv.manifest).encode(probe_speech(3.0, seed=7)).embedding, 0)
+    encoder = EmotionEncoder(conv.sessions, conv.manifest)
+    conv.set_embedding(encoder.encode(encoder.analyse(probe_speech(3.0, seed=7))).embedding, 0)
     return conv
 
 

@@ -81,22 +81,23 @@ class EngineSystem:
         converter.reset()
         return convert_array(converter, source).copy()
 
-    def _moves(self, reference: np.ndarray, neutral: np.ndarray | None, strengths: tuple[float, ...]) -> list:
-        """The reference's measured prosody move from the neutral utterance (engine.prosody) at each
-        strength, as the bank's entries give set_emotion; zeros without a neutral utterance."""
+    def _moves(self, reference, neutral, strengths: tuple[float, ...]) -> list:
+        """The analysed reference's measured prosody move from the analysed neutral utterance
+        (engine.prosody) at each strength, as the bank's entries give set_emotion; zeros without a
+        neutral utterance."""
         from engine.prosody import prosody_move, prosody_stats
 
-        converter, _ = self.load()
-        spec, bank = converter.spec, self.cfg.bank
-        stats = [None if x is None else prosody_stats(x, spec) for x in (reference, neutral)]
+        bank = self.cfg.bank
+        stats = [None if x is None else prosody_stats(x) for x in (reference, neutral)]
         return [prosody_move(*stats, s, bank.pitch_move, bank.level_move) for s in strengths]
 
     def __call__(self, source: np.ndarray, reference: np.ndarray, target: np.ndarray,
                  neutral: np.ndarray | None = None) -> np.ndarray:
         _, encoder = self.load()
+        ref, neutral = encoder.analyse(reference), None if neutral is None else encoder.analyse(neutral)
         anchor = None if neutral is None else encoder.voice(neutral)
-        (move,) = self._moves(reference, neutral, (1.0,))
-        return self._convert(source, encoder.encode(reference, anchor).embedding, move)
+        (move,) = self._moves(ref, neutral, (1.0,))
+        return self._convert(source, encoder.encode(ref, anchor).embedding, move)
 
     def sweep(self, source: np.ndarray, reference: np.ndarray, neutral: np.ndarray,
               strengths: tuple[float, ...]) -> list[np.ndarray]:
@@ -104,9 +105,10 @@ class EngineSystem:
         a Neutral utterance of the speaker, and the prosody move times s (the strength knob of
         engine.pipeline.set_emotion)."""
         _, encoder = self.load()
+        ref, neutral = encoder.analyse(reference), encoder.analyse(neutral)
         anchor = encoder.voice(neutral)
-        e_ref, e_neutral = (encoder.encode(x, anchor).embedding for x in (reference, neutral))
-        moves = self._moves(reference, neutral, strengths)
+        e_ref, e_neutral = (encoder.encode(x, anchor).embedding for x in (ref, neutral))
+        moves = self._moves(ref, neutral, strengths)
         return [self._convert(source, (e_neutral + s * (e_ref - e_neutral)).astype(np.float32), move)
                 for s, move in zip(strengths, moves)]
 

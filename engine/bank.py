@@ -48,10 +48,9 @@ import numpy as np
 from engine.anchor import neutral_anchor
 from engine.audio import is_silent, load_audio, voiced_seconds
 from engine.errors import EVCError
-from engine.features import log_mel_offline
 from engine.manifest import Manifest, sha256_file
-from engine.pitch import reference_pitch
 from engine.prosody import prosody_stats
+from engine.reference import Reference, analyse_reference
 
 FORMAT = "evc-bank/1"
 MIN_VOICED_S = 1.0
@@ -164,19 +163,21 @@ class EmotionEncoder:
         self.manifest = manifest
         self.model = model_id(manifest)
 
-    def voice(self, audio: np.ndarray) -> np.ndarray | None:
-        """(n_mels + 1,) the anchor of a neutral utterance (N,) (engine.anchor); None when it has no
-        voiced frame or the model takes no anchor."""
+    def analyse(self, audio: np.ndarray) -> Reference:
+        """What this encoder reads of a whole utterance (N,) float32 at the model's rate."""
+        return analyse_reference(audio, self.manifest.spec)
+
+    def voice(self, ref: Reference) -> np.ndarray | None:
+        """(n_mels + 1,) the anchor of an analysed neutral utterance (engine.anchor); None when it has
+        no voiced frame or the model takes no anchor."""
         if self.manifest.anchor_centre is None:
             return None
-        spec = self.manifest.spec
-        return neutral_anchor([log_mel_offline(audio, spec)], [reference_pitch(audio, spec)])
+        return neutral_anchor([ref.mel], [ref.pitch])
 
-    def encode(self, audio: np.ndarray, anchor: np.ndarray | None = None) -> Encoding:
-        """Encode a whole utterance (N,) float32 at the model's rate, offline (non-causal), read from
-        the speaker's neutral voice `anchor` (n_mels + 1,) (None: the training speakers' average)."""
-        spec = self.manifest.spec
-        feeds = {"mel": log_mel_offline(audio, spec)[None], "pitch": reference_pitch(audio, spec)[None]}
+    def encode(self, ref: Reference, anchor: np.ndarray | None = None) -> Encoding:
+        """Encode an analysed utterance, offline (non-causal), read from the speaker's neutral voice
+        `anchor` (n_mels + 1,) (None: the training speakers' average)."""
+        feeds = {"mel": ref.mel[None], "pitch": ref.pitch[None]}
         centre = self.manifest.anchor_centre
         if centre is not None:
             feeds["anchor"] = np.asarray(centre if anchor is None else anchor, np.float32).reshape(1, -1)
@@ -355,16 +356,17 @@ def _encode_reference(name: str, path: Path, encoder: EmotionEncoder,
     if voiced < MIN_VOICED_S:
         raise EVCError(f"reference {path} has {voiced:.2f} s of voiced audio, at least {MIN_VOICED_S:g} s "
                        "is needed: use a longer utterance")
-    own = encoder.voice(audio)
+    ref = encoder.analyse(audio)
+    own = encoder.voice(ref)
     anchor, read_from = voice or ((own, "its own voice") if name == NEUTRAL.lower()
                                   else (None, "the training speakers' average voice"))
     if encoder.manifest.anchor_centre is None:
         anchor, read_from = None, "itself (this model's encoder takes no neutral voice)"
-    enc = encoder.encode(audio, anchor)
+    enc = encoder.encode(ref, anchor)
     return BankEntry(
         name=name, embedding=enc.embedding, category=enc.category, probabilities=enc.probabilities,
         strength=enc.strength, duration_s=round(audio.size / sr, 3), voiced_s=round(voiced, 3),
         source=str(path.resolve()), sha256=sha256_file(path),
         registered=datetime.now(timezone.utc).isoformat(timespec="seconds"), model=encoder.model,
-        voice=own, read_from=read_from, prosody=prosody_stats(audio, encoder.manifest.spec))
+        voice=own, read_from=read_from, prosody=prosody_stats(ref))
 

@@ -80,7 +80,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     if args.neutral is not None:
         from engine.audio import load_audio
 
-        voice = encoder.voice(load_audio(args.neutral, manifest.spec.sample_rate))
+        voice = encoder.voice(encoder.analyse(load_audio(args.neutral, manifest.spec.sample_rate)))
         if voice is None and manifest.anchor_centre is not None:
             raise EVCError(f"--neutral {args.neutral}: no voiced speech to take the speaker's neutral voice from")
         voices = [(voice, f"--neutral {args.neutral}")] * len(args.reference)

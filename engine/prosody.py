@@ -13,9 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.anchor import frame_levels
-from engine.features import log_mel_offline
-from engine.pitch import reference_pitch
-from engine.signal import SignalSpec
+from engine.reference import Reference
 
 STATS = ("lf0_mean", "lf0_std", "level")
 MOVE_SIZE = 5
@@ -23,16 +21,15 @@ MOVE_SIZE = 5
 MIN_STD = 1e-3
 
 
-def prosody_stats(audio: np.ndarray, spec: SignalSpec) -> np.ndarray | None:
+def prosody_stats(ref: Reference) -> np.ndarray | None:
     """(3,) float32 [mean, standard deviation of the natural-log F0, mean log of the summed mel
-    magnitudes] over the voiced frames of audio (N,) (the tracker centred, as for a reference);
-    None without a voiced frame."""
-    pitch = reference_pitch(audio, spec)
-    voiced = pitch[1] > 0.5
+    magnitudes] over the voiced frames of an analysed reference (the tracker centred); None without
+    a voiced frame."""
+    voiced = ref.voiced
     if not voiced.any():
         return None
-    level = frame_levels(log_mel_offline(audio, spec).astype(np.float64))  # both N // hop frames
-    lf0 = pitch[0][voiced].astype(np.float64)
+    level = frame_levels(ref.mel.astype(np.float64))
+    lf0 = ref.pitch[0][voiced].astype(np.float64)
     return np.array([lf0.mean(), max(lf0.std(), MIN_STD), level[voiced].mean()], np.float32)
 
 

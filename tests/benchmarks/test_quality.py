@@ -169,7 +169,7 @@ def test_the_model_reads_the_reference_from_the_trials_neutral_voice(toy_cfg):
     source, reference = speech_like(1.0, seed=1), speech_like(1.0, seed=2)
     _, encoder = model.load()
     neutral = speech_like(1.0, seed=3)
-    voice = encoder.voice(neutral)
+    voice = encoder.voice(encoder.analyse(neutral))
     plain, anchored = model(source, reference, None), model(source, reference, None, neutral)
     np.testing.assert_allclose(anchored - plain, -(voice - encoder.manifest.anchor_centre)[:8].sum(), atol=1e-3)
     assert abs(float(np.mean(anchored - plain))) > 1.0

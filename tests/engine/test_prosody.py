@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from engine.prosody import MOVE_SIZE, prosody_move, prosody_stats
+from engine.reference import analyse_reference
 from support.audio import speech_like
 
 
 def test_the_stats_read_pitch_and_level_of_the_voiced_frames(spec):
     """An octave up moves the mean log-F0 by log 2 and keeps the spread; half the amplitude
     lowers the level by log 2 nepers and keeps the pitch."""
-    base = prosody_stats(speech_like(3.0, seed=1, f0=110.0), spec)
-    high = prosody_stats(speech_like(3.0, seed=1, f0=220.0), spec)
-    quiet = prosody_stats(0.5 * speech_like(3.0, seed=1, f0=110.0), spec)
+    base = prosody_stats(analyse_reference(speech_like(3.0, seed=1, f0=110.0), spec))
+    high = prosody_stats(analyse_reference(speech_like(3.0, seed=1, f0=220.0), spec))
+    quiet = prosody_stats(analyse_reference(0.5 * speech_like(3.0, seed=1, f0=110.0), spec))
     assert base[0] == pytest.approx(np.log(110.0), abs=0.08) and 0.0 < base[1] < 0.3
     assert high[0] - base[0] == pytest.approx(np.log(2.0), abs=0.01)
     assert high[1] / base[1] == pytest.approx(1.0, abs=0.02)
@@ -24,8 +25,8 @@ def test_the_stats_read_pitch_and_level_of_the_voiced_frames(spec):
 
 def test_audio_without_a_voiced_frame_has_no_stats(spec):
     noise = 0.05 * np.random.default_rng(0).standard_normal(32000).astype(np.float32)
-    assert prosody_stats(noise, spec) is None
-    assert prosody_stats(np.zeros(32000, np.float32), spec) is None
+    assert prosody_stats(analyse_reference(noise, spec)) is None
+    assert prosody_stats(analyse_reference(np.zeros(32000, np.float32), spec)) is None
 
 
 def test_the_move_is_the_difference_times_the_strength_and_the_level_on_the_way_to_the_reference():

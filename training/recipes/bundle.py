@@ -67,7 +67,8 @@ def bundle(corpus: Path, model_dir: Path) -> None:
     encoder = EmotionEncoder(Sessions(model_dir, manifest, cfg.runtime, quiet=True), manifest)
     bank = EmotionBank(model_dir / "bank.json")
     refs = _references(corpus, manifest.training_speakers or [SEEN_SPEAKER])
-    voices = [(encoder.voice(load_audio(p)), "its speaker's neutral test utterance") for p in refs["neutral"]]
+    voices = [(encoder.voice(encoder.analyse(load_audio(p))), "its speaker's neutral test utterance")
+              for p in refs["neutral"]]
     for name, paths in refs.items():
         bank.register(name, paths, encoder, overwrite=True, voices=None if name == "neutral" else voices)
     samples = model_dir / "samples"
