@@ -32,6 +32,7 @@ from training.data.esd import scan
 from training.logger import RunLogger
 from training.progress import progress as show_progress
 from training.stages import Stage1, Stage2, Vocoder
+from training.widen import content_width, widen_checkpoint
 
 STAGE_NETWORKS = {
     "stage1": ("content_encoder", "emotion_encoder", "recognition", "generator", "adversary"),
@@ -220,8 +221,10 @@ def _initialise(models: dict[str, torch.nn.Module], ckpt: dict, stage: str) -> N
     (training.models.generator) after a stage trained without them gets them new: the skip's
     quieting gate, with its log-mel rows and spectral map restarted (Generator.restart_mel_head:
     they predicted the whole log-mel, and now predict the change from the source), and the view's
-    zero conv."""
+    zero conv. A content encoder wider than the checkpoint's is grown from it (training.widen) in a
+    Stage I continuation; later stages need a checkpoint of their own width."""
     _anchored(ckpt, models, stage)
+    _widened(ckpt, models, stage)
     gen = models.get("generator")
     before = ((ckpt.get("config") or {}).get("models") or {}).get("generator") or {}
     added = {name: prefix for name, prefix in (("source_skip", "quiet."), ("source_input", "source_pre."))
@@ -247,6 +250,20 @@ def _anchored(ckpt: dict, models: dict[str, torch.nn.Module], stage: str) -> Non
         raise ModelError(f"the {ckpt.get('stage')} checkpoint's emotion encoder reads references without a "
                          "neutral anchor: continue it with a Stage I run (train stage1 --init CKPT)")
     ckpt["models"]["emotion_encoder"] = {**state, "centre": models["emotion_encoder"].centre}
+
+
+def _widened(ckpt: dict, models: dict[str, torch.nn.Module], stage: str) -> None:
+    """Grow ckpt's content code to the content encoder's width for Stage I; ModelError where the widths
+    cannot meet."""
+    if "content_encoder" not in models:
+        return
+    old, new = content_width(ckpt), models["content_encoder"].out_dim
+    if old is None or old == new:
+        return
+    if stage != "stage1" or old > new:
+        raise ModelError(f"the {ckpt.get('stage')} checkpoint's content code is {old} wide, the config's {new}: "
+                         "a wider code is grown with a Stage I continuation (train stage1 --init CKPT)")
+    ckpt["models"] = widen_checkpoint(ckpt, models)
 
 
 def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
