@@ -39,8 +39,9 @@ STAGE_NETWORKS = {
     "stage2": ("content_encoder", "emotion_encoder", "recognition", "generator"),
     "vocoder": ("vocoder",),
 }
-INIT_FROM = {"stage1": "stage1", "stage2": "stage1"}
-"""The checkpoint a stage may start from (--init): Stage I may continue a Stage I, Stage II must."""
+INIT_FROM = {"stage1": ("stage1", "stage2"), "stage2": ("stage1",)}
+"""The checkpoints a stage may start from (--init): Stage I may continue a Stage I or a Stage II's networks
+(its adversary then restarts), Stage II must start from a Stage I."""
 INIT_REQUIRED = ("stage2",)
 OPTIONAL_NETWORKS = {"stage2": ("mel_critic",)}
 """Built for a stage only when its config trains them (a recipe without the critic saves none)."""
@@ -284,7 +285,7 @@ def train(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
     optional = tuple(n for n in OPTIONAL_NETWORKS.get(stage, ()) if n in scfg.trainable)
     models = build_models(cfg.models, spec, STAGE_NETWORKS[stage] + optional)
     if stage in INIT_REQUIRED and init is None:
-        raise ConfigError(f"{stage} starts from a {INIT_FROM[stage]} checkpoint: pass --init CKPT")
+        raise ConfigError(f"{stage} starts from a {INIT_FROM[stage][0]} checkpoint: pass --init CKPT")
     if init is not None and stage in INIT_FROM:
         _initialise(models, load_checkpoint(init, INIT_FROM[stage], spec), stage)
     models = {n: m.to(dev) for n, m in models.items()}

@@ -13,8 +13,8 @@ from training.config import CONFIG_DIR, config_from_dict, load_train_config
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def test_the_four_configs_ship():
-    assert SHIPPED == ["bundled", "bundled_anchor", "default", "tiny"]
+def test_the_five_configs_ship():
+    assert SHIPPED == ["bundled", "bundled_anchor", "bundled_wide", "default", "tiny"]
 
 
 def test_the_anchored_continuation_is_the_bundled_recipe_but_for_its_stage1_length_rate_and_seed():
@@ -24,6 +24,14 @@ def test_the_anchored_continuation_is_the_bundled_recipe_but_for_its_stage1_leng
     for cfg in (bundled, anchor):
         del cfg["seed"], cfg["stages"]["stage1"]["steps"], cfg["stages"]["stage1"]["lr"]
     assert anchor == bundled
+
+
+def test_the_widened_continuation_is_the_anchored_recipe_but_for_its_content_width_and_stage1_length():
+    anchor, wide = (yaml.safe_load((CONFIG_DIR / f"{n}.yaml").read_text()) for n in ("bundled_anchor", "bundled_wide"))
+    assert (wide["models"]["content_encoder"]["out_dim"], wide["stages"]["stage1"]["steps"]) == (64, 2500)
+    for cfg in (anchor, wide):
+        del cfg["models"]["content_encoder"]["out_dim"], cfg["stages"]["stage1"]["steps"]
+    assert wide == anchor
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -246,6 +246,22 @@ def _short(cfg, stage, steps, every, log_every=1):
     return dataclasses.replace(cfg, stages=stages, ckpt_every=every, log_every=log_every)
 
 
+def test_stage1_continues_a_stage2_into_a_wider_content_code(runs, tiny_corpus, cfg, tmp_path):
+    """The bundled recipe's widening (training.widen): a Stage I continuation of the Stage II
+    checkpoint with twice the content code; its networks train from the Stage II's (the wider code's
+    generator columns leave zero), a fresh adversary beside them."""
+    models = {**cfg.models, "content_encoder": {**cfg.models["content_encoder"], "out_dim": 16}}
+    wide = dataclasses.replace(_short(cfg, "stage1", 20, 100), models=models)
+    result = train("stage1", wide, tiny_corpus, tmp_path / "w", init=runs[2]["checkpoint"], progress=False)
+    trained, before = load_checkpoint(result["checkpoint"])["models"], load_checkpoint(runs[2]["checkpoint"])["models"]
+    conv = trained["generator"]["conv_pre.conv.weight"]
+    assert conv.shape[1] == 16 + 4 and conv[:, 8:16].abs().max() > 0
+    assert float((conv[:, :8] - before["generator"]["conv_pre.conv.weight"][:, :8]).abs().max()) < 0.1
+    assert trained["adversary"]["net.0.weight"].shape[1] == 16
+    with pytest.raises(ModelError, match="content code is 16 wide, the config's 8"):
+        train("stage2", cfg, tiny_corpus, tmp_path / "s2", init=result["checkpoint"], progress=False)
+
+
 def test_resume_is_exact(tiny_corpus, cfg, tmp_path):
     straight = train("stage1", _short(cfg, "stage1", 6, 100), tiny_corpus, tmp_path / "a", progress=False)
     train("stage1", _short(cfg, "stage1", 3, 3), tiny_corpus, tmp_path / "b", progress=False)
