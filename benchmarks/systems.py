@@ -15,10 +15,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from benchmarks.baselines import prosody_transplant, world_resynthesis, zero_effort
+
+if TYPE_CHECKING:  # the engine is imported when a system first runs, not with the benchmark's tables
+    from engine.reference import Reference
 
 SYSTEMS_VERSION = 1
 """Bump when the oracle or a baseline changes: their rows are cached (they depend on the corpus only)."""
@@ -81,7 +85,7 @@ class EngineSystem:
         converter.reset()
         return convert_array(converter, source).copy()
 
-    def _moves(self, reference, neutral, strengths: tuple[float, ...]) -> list:
+    def _moves(self, reference: Reference, neutral: Reference | None, strengths: tuple[float, ...]) -> list:
         """The analysed reference's measured prosody move from the analysed neutral utterance
         (engine.prosody) at each strength, as the bank's entries give set_emotion; zeros without a
         neutral utterance."""

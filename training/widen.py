@@ -36,19 +36,13 @@ def widen_checkpoint(ckpt: dict, models: dict[str, nn.Module]) -> dict:
     models: the freshly built networks, whose new rows keep their initialisation. Returns a new
     ``{name: state_dict}`` without the adversary.
     """
-    old = content_width(ckpt)
-    encoder = models["content_encoder"].state_dict()
-    new = encoder[f"{PROJ}.weight"].shape[0]
-    if not old < new:
-        raise ValueError(f"the content code is {old} wide in the checkpoint, not narrower than {new}")
+    old, fresh = content_width(ckpt), models["content_encoder"].state_dict()
+    new = fresh[f"{PROJ}.weight"].shape[0]
     states = {k: v for k, v in ckpt["models"].items() if k != "adversary"}
     enc = dict(states["content_encoder"])
-    for key in (f"{PROJ}.weight", f"{PROJ}.bias"):
-        grown = encoder[key].clone()
-        if key.endswith("bias"):
-            grown.zero_()
-        grown[:old] = enc[key]
-        enc[key] = grown
+    weight, bias = fresh[f"{PROJ}.weight"].clone(), torch.zeros_like(fresh[f"{PROJ}.bias"])
+    weight[:old], bias[:old] = enc[f"{PROJ}.weight"], enc[f"{PROJ}.bias"]
+    enc[f"{PROJ}.weight"], enc[f"{PROJ}.bias"] = weight, bias
     gen = dict(states["generator"])
     w = gen[f"{CONV_PRE}.weight"]  # (C, old + pitch rows, k)
     zeros = torch.zeros(w.shape[0], new - old, w.shape[2], dtype=w.dtype)
